@@ -1,0 +1,72 @@
+//! Lock drivers.
+//!
+//! `LockDriver` is all the engine knows of a lock: read the codes it holds, put a code, remove
+//! one. A driver answers `Ok` only once the lock confirmed the operation; anything it cannot
+//! vouch for is an error (a timeout means "unknown": the engine reads back and retries).
+//! Providers: `sandbox` (simulated locks whose memory lives in the store).
+
+pub mod sandbox;
+
+use async_trait::async_trait;
+
+/// A PIN held by a lock slot, as the lock reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockCode {
+    pub slot: u32,
+    pub code: String,
+    pub name: Option<String>,
+}
+
+/// Why a lock refused an operation. Refusals are answers, not faults: retrying won't help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the lock already holds this code in slot {slot}")]
+    Duplicate { slot: u32 },
+    #[error("the lock has no free slot for another code")]
+    NoSpace,
+    #[error("the lock rejected the code: {0}")]
+    InvalidCode(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DriverError {
+    #[error("the lock is offline")]
+    Offline,
+    #[error("the lock did not answer in time")]
+    Timeout,
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error("the lock is unknown to its provider")]
+    NotFound,
+    #[error("driver failure: {0}")]
+    Internal(String),
+}
+
+impl DriverError {
+    /// Whether trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            DriverError::Offline | DriverError::Timeout | DriverError::Internal(_)
+        )
+    }
+}
+
+#[async_trait]
+pub trait LockDriver: Send + Sync {
+    /// Every code the lock holds now.
+    async fn read_codes(&self, device_id: &str) -> Result<Vec<LockCode>, DriverError>;
+
+    /// Programs `code`, into `slot` when given, and answers the slot the lock confirmed.
+    /// Putting the same code into the slot that already holds it is a no-op.
+    async fn put_code(
+        &self,
+        device_id: &str,
+        slot: Option<u32>,
+        code: &str,
+        name: Option<&str>,
+    ) -> Result<LockCode, DriverError>;
+
+    /// Clears `slot`. Clearing an empty slot is a no-op.
+    async fn remove_code(&self, device_id: &str, slot: u32) -> Result<(), DriverError>;
+}

@@ -1,0 +1,263 @@
+//! Sandbox locks: simulated locks with a keypad, slots, limits, a delay per operation and faults.
+//!
+//! A sandbox lock's memory (which code sits in which slot, whether it is online, its delay) lives
+//! in the store behind `SandboxMemory`, so it survives restarts like a real lock would. The lock
+//! enforces its own rules: code lengths and constraints, no duplicate PIN, a slot limit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use keyway_core::policy::{LockRules, PinCode};
+
+use crate::{DriverError, LockCode, LockDriver, Refusal};
+
+/// Everything a sandbox lock is at one moment.
+#[derive(Debug, Clone)]
+pub struct SandboxLock {
+    pub online: bool,
+    pub delay: Duration,
+    pub rules: LockRules,
+    pub slots: Vec<LockCode>,
+}
+
+/// Where sandbox locks keep their memory.
+#[async_trait]
+pub trait SandboxMemory: Send + Sync {
+    async fn load(&self, device_id: &str) -> Result<Option<SandboxLock>, String>;
+    /// Writes (`Some`) or clears (`None`) one slot and counts the operation.
+    async fn write_slot(
+        &self,
+        device_id: &str,
+        slot: u32,
+        code: Option<(&str, Option<&str>)>,
+    ) -> Result<(), String>;
+}
+
+pub struct SandboxDriver {
+    memory: Arc<dyn SandboxMemory>,
+}
+
+impl SandboxDriver {
+    pub fn new(memory: Arc<dyn SandboxMemory>) -> Self {
+        SandboxDriver { memory }
+    }
+
+    /// Loads the lock, waits its operation delay, and fails if it is offline.
+    async fn reach(&self, device_id: &str) -> Result<SandboxLock, DriverError> {
+        let lock = self
+            .memory
+            .load(device_id)
+            .await
+            .map_err(DriverError::Internal)?
+            .ok_or(DriverError::NotFound)?;
+        if !lock.delay.is_zero() {
+            tokio::time::sleep(lock.delay).await;
+        }
+        if !lock.online {
+            return Err(DriverError::Offline);
+        }
+        Ok(lock)
+    }
+
+    /// A code typed at the keypad: the lock stores it in its highest free slot (the API
+    /// fills slots from the bottom).
+    pub async fn keypad_program(
+        &self,
+        device_id: &str,
+        code: &str,
+        name: Option<&str>,
+    ) -> Result<LockCode, DriverError> {
+        let lock = self.reach(device_id).await?;
+        self.store_code(device_id, &lock, None, true, code, name)
+            .await
+    }
+
+    async fn store_code(
+        &self,
+        device_id: &str,
+        lock: &SandboxLock,
+        slot: Option<u32>,
+        from_top: bool,
+        code: &str,
+        name: Option<&str>,
+    ) -> Result<LockCode, DriverError> {
+        if let Some(slot) = slot {
+            if let Some(existing) = lock.slots.iter().find(|s| s.slot == slot) {
+                if existing.code == code {
+                    return Ok(existing.clone());
+                }
+            }
+        }
+        validate(lock, code)?;
+        if let Some(other) = lock
+            .slots
+            .iter()
+            .find(|s| s.code == code && Some(s.slot) != slot)
+        {
+            return Err(Refusal::Duplicate { slot: other.slot }.into());
+        }
+        let max = lock.rules.max_active_codes.max(1);
+        let free = |n: &u32| lock.slots.iter().all(|s| s.slot != *n);
+        let target = match slot {
+            Some(slot) if (1..=max).contains(&slot) => slot,
+            _ if from_top => (1..=max).rev().find(free).ok_or(Refusal::NoSpace)?,
+            _ => (1..=max).find(free).ok_or(Refusal::NoSpace)?,
+        };
+        self.memory
+            .write_slot(device_id, target, Some((code, name)))
+            .await
+            .map_err(DriverError::Internal)?;
+        Ok(LockCode {
+            slot: target,
+            code: code.to_owned(),
+            name: name.map(str::to_owned),
+        })
+    }
+}
+
+fn validate(lock: &SandboxLock, code: &str) -> Result<(), Refusal> {
+    let mut rules = lock.rules.clone();
+    // The keypad and the API may both pick PINs; only shape rules apply at the lock.
+    rules.constraints.retain(|c| c != "cannot_specify_pin_code");
+    PinCode::parse(code, &rules)
+        .map(|_| ())
+        .map_err(|e| Refusal::InvalidCode(e.to_string()))
+}
+
+#[async_trait]
+impl LockDriver for SandboxDriver {
+    async fn read_codes(&self, device_id: &str) -> Result<Vec<LockCode>, DriverError> {
+        Ok(self.reach(device_id).await?.slots)
+    }
+
+    async fn put_code(
+        &self,
+        device_id: &str,
+        slot: Option<u32>,
+        code: &str,
+        name: Option<&str>,
+    ) -> Result<LockCode, DriverError> {
+        let lock = self.reach(device_id).await?;
+        self.store_code(device_id, &lock, slot, false, code, name)
+            .await
+    }
+
+    async fn remove_code(&self, device_id: &str, slot: u32) -> Result<(), DriverError> {
+        let lock = self.reach(device_id).await?;
+        if lock.slots.iter().any(|s| s.slot == slot) {
+            self.memory
+                .write_slot(device_id, slot, None)
+                .await
+                .map_err(DriverError::Internal)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Memory(Mutex<HashMap<String, SandboxLock>>);
+
+    #[async_trait]
+    impl SandboxMemory for Memory {
+        async fn load(&self, device_id: &str) -> Result<Option<SandboxLock>, String> {
+            Ok(self
+                .0
+                .lock()
+                .map_err(|e| e.to_string())?
+                .get(device_id)
+                .cloned())
+        }
+        async fn write_slot(
+            &self,
+            device_id: &str,
+            slot: u32,
+            code: Option<(&str, Option<&str>)>,
+        ) -> Result<(), String> {
+            let mut locks = self.0.lock().map_err(|e| e.to_string())?;
+            let lock = locks.get_mut(device_id).ok_or("no lock")?;
+            lock.slots.retain(|s| s.slot != slot);
+            if let Some((code, name)) = code {
+                lock.slots.push(LockCode {
+                    slot,
+                    code: code.to_owned(),
+                    name: name.map(str::to_owned),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    fn driver(max: u32) -> SandboxDriver {
+        let memory = Memory::default();
+        memory.0.lock().unwrap().insert(
+            "lock".into(),
+            SandboxLock {
+                online: true,
+                delay: Duration::ZERO,
+                rules: LockRules {
+                    supported_code_lengths: vec![4, 5, 6],
+                    max_active_codes: max,
+                    constraints: vec![],
+                },
+                slots: vec![],
+            },
+        );
+        SandboxDriver::new(Arc::new(memory))
+    }
+
+    #[tokio::test]
+    async fn refuses_duplicates_bad_codes_and_overflow_but_reput_is_a_no_op() {
+        let lock = driver(2);
+        let first = lock.put_code("lock", None, "1234", None).await.unwrap();
+        assert_eq!(first.slot, 1);
+        assert_eq!(
+            lock.put_code("lock", Some(1), "1234", None).await.unwrap(),
+            first
+        );
+        assert_eq!(
+            lock.put_code("lock", None, "1234", None).await,
+            Err(DriverError::Refused(Refusal::Duplicate { slot: 1 }))
+        );
+        assert!(matches!(
+            lock.put_code("lock", None, "12", None).await,
+            Err(DriverError::Refused(Refusal::InvalidCode(_)))
+        ));
+        lock.put_code("lock", None, "5678", None).await.unwrap();
+        assert_eq!(
+            lock.put_code("lock", None, "9999", None).await,
+            Err(DriverError::Refused(Refusal::NoSpace))
+        );
+        lock.remove_code("lock", 1).await.unwrap();
+        lock.remove_code("lock", 1).await.unwrap();
+        let codes = lock.read_codes("lock").await.unwrap();
+        assert_eq!(codes.len(), 1);
+        assert_eq!(codes[0].code, "5678");
+        assert_eq!(lock.read_codes("other").await, Err(DriverError::NotFound));
+    }
+
+    #[tokio::test]
+    async fn keypad_fills_from_the_top_and_the_api_from_the_bottom() {
+        let lock = driver(5);
+        assert_eq!(
+            lock.keypad_program("lock", "4444", None)
+                .await
+                .unwrap()
+                .slot,
+            5
+        );
+        assert_eq!(
+            lock.put_code("lock", None, "5555", None)
+                .await
+                .unwrap()
+                .slot,
+            1
+        );
+    }
+}

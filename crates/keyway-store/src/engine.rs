@@ -1,0 +1,574 @@
+//! What the engine needs from the store: due device work, per-device leases, and recording the
+//! outcome of each step on a lock — status, errors, warnings, events and action attempts of a
+//! code change together in one transaction with the job that caused them.
+
+use keyway_model::{AccessCodeError, AccessCodeWarning, ActionType, EventType, Timestamp};
+use sqlx::{Sqlite, Transaction};
+
+use crate::access_codes::{fetch_code, insert_event, insert_job, resolve_attempt, CODE_COLUMNS};
+use crate::accounts::DeviceRecord;
+use crate::rows::AccessCodeRow;
+use crate::{new_id, Result, Store, StoreError};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeviceJob {
+    pub job_id: i64,
+    pub access_code_id: Option<String>,
+    pub attempts: i64,
+}
+
+/// A managed code as the engine sees it: intent plus what the lock last confirmed.
+#[derive(Debug, Clone)]
+pub struct EngineCode {
+    pub access_code_id: String,
+    pub code: String,
+    pub name: Option<String>,
+    pub deleted: bool,
+    pub starts_at: Option<Timestamp>,
+    pub ends_at: Option<Timestamp>,
+    pub status: String,
+    pub slot: Option<u32>,
+    pub confirmed_code: Option<String>,
+    pub pending_since: Option<Timestamp>,
+    pub has_warning: Vec<String>,
+}
+
+/// One slot as read from a lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockObservation {
+    pub slot: u32,
+    pub code: String,
+    pub name: Option<String>,
+}
+
+/// The result of one engine step for one code.
+#[derive(Debug, Clone)]
+pub enum CodeOutcome {
+    /// A slot was chosen and the lock is being programmed.
+    Programming { slot: u32 },
+    /// The code's window closed: it is being removed.
+    Removing,
+    /// The lock confirmed the code's PIN in `slot`.
+    Set { slot: u32 },
+    /// Off the lock, as wanted before its window opens.
+    Unset,
+    /// Off the lock for good: the code is deleted.
+    Gone { was_on_lock: bool },
+    /// Still trying; the code carries a warning (and its event, once).
+    Delayed {
+        warning_code: &'static str,
+        message: String,
+        event: EventType,
+    },
+    /// Gave up, or the lock refused: the code carries the error.
+    Failed {
+        error_code: &'static str,
+        message: String,
+        event: EventType,
+        removal: bool,
+    },
+}
+
+impl Store {
+    /// Devices with due work whose lease is free.
+    pub async fn due_devices(&self, now: Timestamp, limit: u32) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT j.device_id FROM device_jobs j JOIN devices d ON d.device_id = j.device_id
+             WHERE j.run_after <= ? AND (d.lease_until IS NULL OR d.lease_until < ?) LIMIT ?",
+        )
+        .bind(now.millis())
+        .bind(now.millis())
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await?)
+    }
+
+    /// When the earliest job of a device that nobody holds is due.
+    pub async fn next_job_at(&self, now: Timestamp) -> Result<Option<Timestamp>> {
+        let at: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(j.run_after) FROM device_jobs j JOIN devices d ON d.device_id = j.device_id
+             WHERE d.lease_until IS NULL OR d.lease_until < ?",
+        )
+        .bind(now.millis())
+        .fetch_one(&self.writer)
+        .await?;
+        Ok(at.and_then(Timestamp::from_millis))
+    }
+
+    /// Takes (or renews) the device's lease for `owner` until `until`.
+    pub async fn claim_device(
+        &self,
+        device_id: &str,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE devices SET lease_owner = ?, lease_until = ? WHERE device_id = ?
+             AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)",
+        )
+        .bind(owner)
+        .bind(until.millis())
+        .bind(device_id)
+        .bind(now.millis())
+        .bind(owner)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn release_device(&self, device_id: &str, owner: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE devices SET lease_owner = NULL, lease_until = NULL
+             WHERE device_id = ? AND lease_owner = ?",
+        )
+        .bind(device_id)
+        .bind(owner)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn due_jobs(
+        &self,
+        device_id: &str,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<DeviceJob>> {
+        Ok(sqlx::query_as(
+            "SELECT job_id, access_code_id, attempts FROM device_jobs
+             WHERE device_id = ? AND run_after <= ? ORDER BY run_after, job_id LIMIT ?",
+        )
+        .bind(device_id)
+        .bind(now.millis())
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await?)
+    }
+
+    pub async fn delete_jobs(&self, job_ids: &[i64]) -> Result<()> {
+        let ids = serde_json::to_string(job_ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query("DELETE FROM device_jobs WHERE job_id IN (SELECT value FROM json_each(?))")
+            .bind(ids)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// Queues work for a device (a read-back when `access_code_id` is `None`).
+    pub async fn enqueue_job(
+        &self,
+        device_id: &str,
+        access_code_id: Option<&str>,
+        run_after: Timestamp,
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        insert_job(&mut tx, device_id, access_code_id, run_after, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Slots chosen by managed codes of the device (programmed or being programmed).
+    pub async fn reserved_slots(&self, device_id: &str) -> Result<Vec<u32>> {
+        let slots: Vec<i64> = sqlx::query_scalar(
+            "SELECT slot FROM access_codes WHERE device_id = ? AND is_managed = 1 AND slot IS NOT NULL",
+        )
+        .bind(device_id)
+        .fetch_all(&self.writer)
+        .await?;
+        Ok(slots
+            .into_iter()
+            .filter_map(|s| u32::try_from(s).ok())
+            .collect())
+    }
+
+    /// Queues a look at every managed code of the device and pulls its pending work forward
+    /// (after the lock came back, say).
+    pub async fn wake_device(&self, device_id: &str, now: Timestamp) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("UPDATE device_jobs SET run_after = ? WHERE device_id = ? AND run_after > ?")
+            .bind(now.millis())
+            .bind(device_id)
+            .bind(now.millis())
+            .execute(&mut *tx)
+            .await?;
+        let codes: Vec<String> = sqlx::query_scalar(
+            "SELECT access_code_id FROM access_codes WHERE device_id = ? AND is_managed = 1",
+        )
+        .bind(device_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for code in codes {
+            insert_job(&mut tx, device_id, Some(&code), now, now).await?;
+        }
+        insert_job(&mut tx, device_id, None, now, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every device, for the engine (not scoped: the engine works for all workspaces).
+    pub async fn engine_device(&self, device_id: &str) -> Result<Option<DeviceRecord>> {
+        self.device_by_id(device_id).await
+    }
+
+    pub async fn engine_code(&self, access_code_id: &str) -> Result<Option<EngineCode>> {
+        let sql = format!(
+            "SELECT {CODE_COLUMNS} FROM access_codes WHERE access_code_id = ? AND is_managed = 1"
+        );
+        let row: Option<AccessCodeRow> = sqlx::query_as(&sql)
+            .bind(access_code_id)
+            .fetch_optional(&self.writer)
+            .await?;
+        row.map(|row| {
+            let warnings = row.warnings()?;
+            Ok(EngineCode {
+                access_code_id: row.access_code_id.clone(),
+                code: row.code.clone().unwrap_or_default(),
+                name: row.name.clone(),
+                deleted: row.deleted,
+                starts_at: crate::rows::opt_ts(row.starts_at)?,
+                ends_at: crate::rows::opt_ts(row.ends_at)?,
+                status: row.status.clone(),
+                slot: row.slot.and_then(|s| u32::try_from(s).ok()),
+                confirmed_code: row.confirmed_code.clone(),
+                pending_since: crate::rows::opt_ts(row.pending_since)?,
+                has_warning: warnings.into_iter().map(|w| w.warning_code).collect(),
+            })
+        })
+        .transpose()
+    }
+
+    /// Records one step's outcome for a code, and optionally schedules its next look.
+    pub async fn record_outcome(
+        &self,
+        device: &DeviceRecord,
+        access_code_id: &str,
+        outcome: Option<CodeOutcome>,
+        follow_up: Option<(Timestamp, i64)>,
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        let Some(row) = try_fetch_code(&mut tx, access_code_id).await? else {
+            return Ok(());
+        };
+        if let Some(outcome) = outcome {
+            apply_outcome(&mut tx, device, row, outcome, now).await?;
+        }
+        if let Some((at, attempts)) = follow_up {
+            insert_job(&mut tx, &device.device_id, Some(access_code_id), at, now).await?;
+            sqlx::query(
+                "UPDATE device_jobs SET attempts = ? WHERE access_code_id = ? AND run_after = ?",
+            )
+            .bind(attempts)
+            .bind(access_code_id)
+            .bind(at.millis())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Brings the unmanaged codes of a device in line with what its lock holds: a slot that no
+    /// managed code claims (same slot *and* PIN) is an unmanaged code.
+    pub async fn observe_lock(
+        &self,
+        device: &DeviceRecord,
+        slots: &[LockObservation],
+        now: Timestamp,
+    ) -> Result<()> {
+        #[derive(sqlx::FromRow)]
+        struct Known {
+            access_code_id: String,
+            is_managed: bool,
+            slot: Option<i64>,
+            code: Option<String>,
+            confirmed_code: Option<String>,
+        }
+        let known: Vec<Known> = sqlx::query_as(
+            "SELECT access_code_id, is_managed, slot, code, confirmed_code FROM access_codes
+             WHERE device_id = ? AND slot IS NOT NULL",
+        )
+        .bind(&device.device_id)
+        .fetch_all(&self.writer)
+        .await?;
+        let claimed_by_managed = |slot: &LockObservation| {
+            known.iter().any(|k| {
+                k.is_managed
+                    && k.slot == Some(i64::from(slot.slot))
+                    && (k.code.as_deref() == Some(&slot.code)
+                        || k.confirmed_code.as_deref() == Some(&slot.code))
+            })
+        };
+        let unmanaged_now: Vec<&LockObservation> =
+            slots.iter().filter(|s| !claimed_by_managed(s)).collect();
+        let stale: Vec<&Known> = known
+            .iter()
+            .filter(|k| !k.is_managed)
+            .filter(|k| {
+                !unmanaged_now.iter().any(|s| {
+                    k.slot == Some(i64::from(s.slot)) && k.code.as_deref() == Some(&s.code)
+                })
+            })
+            .collect();
+        let fresh: Vec<&&LockObservation> = unmanaged_now
+            .iter()
+            .filter(|s| {
+                !known.iter().any(|k| {
+                    !k.is_managed
+                        && k.slot == Some(i64::from(s.slot))
+                        && k.code.as_deref() == Some(&s.code)
+                })
+            })
+            .collect();
+        if stale.is_empty() && fresh.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin().await?;
+        for gone in stale {
+            sqlx::query("DELETE FROM access_codes WHERE access_code_id = ?")
+                .bind(&gone.access_code_id)
+                .execute(&mut *tx)
+                .await?;
+            insert_event(
+                &mut tx,
+                EventType::AccessCodeUnmanagedRemoved,
+                device,
+                Some(&gone.access_code_id),
+                None,
+                now,
+            )
+            .await?;
+        }
+        for slot in fresh {
+            let id = new_id();
+            sqlx::query(
+                "INSERT INTO access_codes (access_code_id, workspace_id, device_id, is_managed, name,
+                    code, type, status, slot, confirmed_code, created_at)
+                 VALUES (?, ?, ?, 0, ?, ?, 'ongoing', 'set', ?, ?, ?)",
+            )
+            .bind(&id)
+            .bind(&device.workspace_id)
+            .bind(&device.device_id)
+            .bind(&slot.name)
+            .bind(&slot.code)
+            .bind(i64::from(slot.slot))
+            .bind(&slot.code)
+            .bind(now.millis())
+            .execute(&mut *tx)
+            .await?;
+            insert_event(
+                &mut tx,
+                EventType::AccessCodeUnmanagedCreated,
+                device,
+                Some(&id),
+                None,
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn try_fetch_code(
+    tx: &mut Transaction<'_, Sqlite>,
+    access_code_id: &str,
+) -> Result<Option<AccessCodeRow>> {
+    let sql = format!("SELECT {CODE_COLUMNS} FROM access_codes WHERE access_code_id = ?");
+    Ok(sqlx::query_as(&sql)
+        .bind(access_code_id)
+        .fetch_optional(&mut **tx)
+        .await?)
+}
+
+async fn pending_attempts(
+    tx: &mut Transaction<'_, Sqlite>,
+    access_code_id: &str,
+) -> Result<Vec<(String, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT action_attempt_id, action_type FROM action_attempts
+         WHERE access_code_id = ? AND status = 'pending'",
+    )
+    .bind(access_code_id)
+    .fetch_all(&mut **tx)
+    .await?)
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+async fn apply_outcome(
+    tx: &mut Transaction<'_, Sqlite>,
+    device: &DeviceRecord,
+    row: AccessCodeRow,
+    outcome: CodeOutcome,
+    now: Timestamp,
+) -> Result<()> {
+    let id = row.access_code_id.clone();
+    match outcome {
+        CodeOutcome::Programming { slot } => {
+            sqlx::query(
+                "UPDATE access_codes SET slot = ?, status = 'setting',
+                    pending_since = COALESCE(pending_since, ?) WHERE access_code_id = ?",
+            )
+            .bind(i64::from(slot))
+            .bind(now.millis())
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        CodeOutcome::Removing => {
+            sqlx::query(
+                "UPDATE access_codes SET status = 'removing',
+                    pending_since = COALESCE(pending_since, ?) WHERE access_code_id = ?",
+            )
+            .bind(now.millis())
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        CodeOutcome::Set { slot } => {
+            let newly_set = row.status != "set" || row.confirmed_code != row.code;
+            sqlx::query(
+                "UPDATE access_codes SET slot = ?, confirmed_code = code, status = 'set',
+                    errors = '[]', warnings = '[]', pending_since = NULL WHERE access_code_id = ?",
+            )
+            .bind(i64::from(slot))
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
+            if newly_set {
+                insert_event(
+                    tx,
+                    EventType::AccessCodeSetOnDevice,
+                    device,
+                    Some(&id),
+                    row.code.as_deref(),
+                    now,
+                )
+                .await?;
+            }
+            settle_attempts(tx, &id).await?;
+        }
+        CodeOutcome::Unset => {
+            sqlx::query(
+                "UPDATE access_codes SET slot = NULL, confirmed_code = NULL, status = 'unset',
+                    errors = '[]', warnings = '[]', pending_since = NULL WHERE access_code_id = ?",
+            )
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
+            settle_attempts(tx, &id).await?;
+        }
+        CodeOutcome::Gone { was_on_lock } => {
+            sqlx::query("DELETE FROM access_codes WHERE access_code_id = ?")
+                .bind(&id)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query("DELETE FROM device_jobs WHERE access_code_id = ?")
+                .bind(&id)
+                .execute(&mut **tx)
+                .await?;
+            if was_on_lock {
+                insert_event(
+                    tx,
+                    EventType::AccessCodeRemovedFromDevice,
+                    device,
+                    Some(&id),
+                    None,
+                    now,
+                )
+                .await?;
+            }
+            insert_event(
+                tx,
+                EventType::AccessCodeDeleted,
+                device,
+                Some(&id),
+                row.code.as_deref(),
+                now,
+            )
+            .await?;
+            for (attempt_id, action_type) in pending_attempts(tx, &id).await? {
+                let outcome = if action_type == ActionType::DeleteAccessCode.as_str() {
+                    Ok(serde_json::json!({}))
+                } else {
+                    Err((
+                        "access_code_removed",
+                        "The access code was removed before the operation completed.",
+                    ))
+                };
+                resolve_attempt(tx, &attempt_id, outcome).await?;
+            }
+        }
+        CodeOutcome::Delayed {
+            warning_code,
+            message,
+            event,
+        } => {
+            let mut warnings = row.warnings()?;
+            if warnings.iter().all(|w| w.warning_code != warning_code) {
+                warnings.push(AccessCodeWarning {
+                    warning_code: warning_code.to_owned(),
+                    message,
+                    created_at: Some(now),
+                });
+                sqlx::query("UPDATE access_codes SET warnings = ? WHERE access_code_id = ?")
+                    .bind(json(&warnings)?)
+                    .bind(&id)
+                    .execute(&mut **tx)
+                    .await?;
+                insert_event(tx, event, device, Some(&id), None, now).await?;
+            }
+        }
+        CodeOutcome::Failed {
+            error_code,
+            message,
+            event,
+            removal,
+        } => {
+            let mut errors = row.errors()?;
+            errors.retain(|e| e.error_code != error_code);
+            errors.push(AccessCodeError::access_code(
+                error_code,
+                message.clone(),
+                now,
+            ));
+            let status = if removal { "removing" } else { "unset" };
+            sqlx::query(
+                "UPDATE access_codes SET errors = ?, status = ?, pending_since = NULL
+                 WHERE access_code_id = ?",
+            )
+            .bind(json(&errors)?)
+            .bind(status)
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
+            insert_event(tx, event, device, Some(&id), None, now).await?;
+            for (attempt_id, _) in pending_attempts(tx, &id).await? {
+                resolve_attempt(tx, &attempt_id, Err((error_code, &message))).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Settles the pending create/update attempts of a code with the code as it now stands.
+async fn settle_attempts(tx: &mut Transaction<'_, Sqlite>, access_code_id: &str) -> Result<()> {
+    let pending = pending_attempts(tx, access_code_id).await?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let code = fetch_code(tx, access_code_id).await?.into_managed()?;
+    let result = serde_json::json!({ "access_code": code });
+    for (attempt_id, action_type) in pending {
+        if action_type != ActionType::DeleteAccessCode.as_str() {
+            resolve_attempt(tx, &attempt_id, Ok(result.clone())).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! Rows as stored, and their conversion to wire types.
+
+use keyway_model::{
+    AccessCode, AccessCodeError, AccessCodeStatus, AccessCodeType, AccessCodeWarning,
+    ActionAttempt, ActionAttemptError, ActionAttemptStatus, ActionType, Event, EventType,
+    Timestamp, UnmanagedAccessCode,
+};
+
+use crate::{Result, StoreError};
+
+pub(crate) fn ts(millis: i64) -> Result<Timestamp> {
+    Timestamp::from_millis(millis).ok_or_else(|| StoreError::Corrupt(format!("time {millis}")))
+}
+
+pub(crate) fn opt_ts(millis: Option<i64>) -> Result<Option<Timestamp>> {
+    millis.map(ts).transpose()
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct AccessCodeRow {
+    pub seq: i64,
+    pub access_code_id: String,
+    pub workspace_id: String,
+    pub device_id: String,
+    pub name: Option<String>,
+    pub code: Option<String>,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub starts_at: Option<i64>,
+    pub ends_at: Option<i64>,
+    pub status: String,
+    pub deleted: bool,
+    pub slot: Option<i64>,
+    pub confirmed_code: Option<String>,
+    pub errors: String,
+    pub warnings: String,
+    pub is_external_modification_allowed: bool,
+    pub is_one_time_use: bool,
+    pub is_offline_access_code: bool,
+    pub common_code_key: Option<String>,
+    pub pending_since: Option<i64>,
+    pub created_at: i64,
+}
+
+impl AccessCodeRow {
+    pub fn kind(&self) -> Result<AccessCodeType> {
+        AccessCodeType::parse(&self.kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("access code type {}", self.kind)))
+    }
+
+    pub fn status(&self) -> Result<AccessCodeStatus> {
+        AccessCodeStatus::parse(&self.status)
+            .ok_or_else(|| StoreError::Corrupt(format!("access code status {}", self.status)))
+    }
+
+    pub fn errors(&self) -> Result<Vec<AccessCodeError>> {
+        serde_json::from_str(&self.errors).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    pub fn warnings(&self) -> Result<Vec<AccessCodeWarning>> {
+        serde_json::from_str(&self.warnings).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    pub fn into_managed(self) -> Result<AccessCode> {
+        Ok(AccessCode {
+            kind: self.kind()?,
+            status: self.status()?,
+            errors: self.errors()?,
+            warnings: self.warnings()?,
+            starts_at: opt_ts(self.starts_at)?,
+            ends_at: opt_ts(self.ends_at)?,
+            created_at: ts(self.created_at)?,
+            access_code_id: self.access_code_id,
+            device_id: self.device_id,
+            workspace_id: self.workspace_id,
+            name: self.name,
+            code: self.code,
+            common_code_key: self.common_code_key,
+            is_managed: true,
+            is_backup: false,
+            is_backup_access_code_available: false,
+            pulled_backup_access_code_id: None,
+            is_external_modification_allowed: self.is_external_modification_allowed,
+            is_one_time_use: self.is_one_time_use,
+            is_offline_access_code: self.is_offline_access_code,
+            is_scheduled_on_device: false,
+            is_waiting_for_code_assignment: false,
+        })
+    }
+
+    pub fn into_unmanaged(self) -> Result<UnmanagedAccessCode> {
+        Ok(UnmanagedAccessCode {
+            kind: self.kind()?,
+            status: self.status()?,
+            errors: self.errors()?,
+            warnings: self.warnings()?,
+            starts_at: opt_ts(self.starts_at)?,
+            ends_at: opt_ts(self.ends_at)?,
+            created_at: ts(self.created_at)?,
+            access_code_id: self.access_code_id,
+            device_id: self.device_id,
+            workspace_id: self.workspace_id,
+            name: self.name,
+            code: self.code,
+            is_managed: false,
+            is_backup_access_code_available: false,
+            pulled_backup_access_code_id: None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct ActionAttemptRow {
+    pub action_attempt_id: String,
+    pub action_type: String,
+    pub status: String,
+    pub result: Option<String>,
+    pub error: Option<String>,
+}
+
+impl ActionAttemptRow {
+    pub fn into_model(self) -> Result<ActionAttempt> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("action attempt {what}"));
+        Ok(ActionAttempt {
+            action_type: ActionType::parse(&self.action_type).ok_or_else(|| corrupt("type"))?,
+            status: ActionAttemptStatus::parse(&self.status).ok_or_else(|| corrupt("status"))?,
+            result: self
+                .result
+                .map(|r| serde_json::from_str(&r))
+                .transpose()
+                .map_err(|_| corrupt("result"))?,
+            error: self
+                .error
+                .map(|r| serde_json::from_str::<ActionAttemptError>(&r))
+                .transpose()
+                .map_err(|_| corrupt("error"))?,
+            action_attempt_id: self.action_attempt_id,
+        })
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct EventRow {
+    pub seq: i64,
+    pub event_id: String,
+    pub workspace_id: String,
+    pub event_type: String,
+    pub device_id: Option<String>,
+    pub connected_account_id: Option<String>,
+    pub access_code_id: Option<String>,
+    pub code: Option<String>,
+    pub created_at: i64,
+    pub occurred_at: i64,
+}
+
+impl EventRow {
+    pub fn into_model(self) -> Result<Event> {
+        Ok(Event {
+            event_type: EventType::parse(&self.event_type)
+                .ok_or_else(|| StoreError::Corrupt(format!("event type {}", self.event_type)))?,
+            created_at: ts(self.created_at)?,
+            occurred_at: ts(self.occurred_at)?,
+            event_id: self.event_id,
+            workspace_id: self.workspace_id,
+            device_id: self.device_id,
+            connected_account_id: self.connected_account_id,
+            access_code_id: self.access_code_id,
+            code: self.code,
+        })
+    }
+}

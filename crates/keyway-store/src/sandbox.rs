@@ -1,0 +1,123 @@
+//! The memory of sandbox locks, kept in the store so it survives restarts.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use keyway_drivers::sandbox::{SandboxLock, SandboxMemory};
+use keyway_drivers::LockCode;
+
+use crate::{Result, Store};
+
+impl Store {
+    /// Simulates the lock losing (`false`) or regaining (`true`) its connection.
+    pub async fn set_sandbox_online(&self, device_id: &str, online: bool) -> Result<bool> {
+        let done = sqlx::query("UPDATE sandbox_locks SET online = ? WHERE device_id = ?")
+            .bind(online)
+            .bind(device_id)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// How many write operations the sandbox lock has carried out.
+    pub async fn sandbox_operations(&self, device_id: &str) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT operations FROM sandbox_locks WHERE device_id = ?")
+                .bind(device_id)
+                .fetch_optional(&self.reader)
+                .await?
+                .unwrap_or(0),
+        )
+    }
+
+    /// The slots of a sandbox lock, straight from its memory (for tests and simulations).
+    pub async fn sandbox_slots(&self, device_id: &str) -> Result<Vec<LockCode>> {
+        load_slots(self, device_id).await
+    }
+}
+
+async fn load_slots(store: &Store, device_id: &str) -> Result<Vec<LockCode>> {
+    let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(
+        "SELECT slot, code, name FROM sandbox_slots WHERE device_id = ? ORDER BY slot",
+    )
+    .bind(device_id)
+    .fetch_all(&store.writer)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(slot, code, name)| {
+            u32::try_from(slot)
+                .ok()
+                .map(|slot| LockCode { slot, code, name })
+        })
+        .collect())
+}
+
+#[async_trait]
+impl SandboxMemory for Store {
+    async fn load(&self, device_id: &str) -> Result<Option<SandboxLock>, String> {
+        let lock: Option<(bool, i64)> =
+            sqlx::query_as("SELECT online, delay_ms FROM sandbox_locks WHERE device_id = ?")
+                .bind(device_id)
+                .fetch_optional(&self.writer)
+                .await
+                .map_err(|e| e.to_string())?;
+        let Some((online, delay_ms)) = lock else {
+            return Ok(None);
+        };
+        let device = self
+            .device_by_id(device_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("sandbox lock without device")?;
+        let rules = device.lock_rules().map_err(|e| e.to_string())?;
+        let slots = load_slots(self, device_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Some(SandboxLock {
+            online,
+            delay: Duration::from_millis(delay_ms.max(0) as u64),
+            rules,
+            slots,
+        }))
+    }
+
+    async fn write_slot(
+        &self,
+        device_id: &str,
+        slot: u32,
+        code: Option<(&str, Option<&str>)>,
+    ) -> Result<(), String> {
+        let write = async {
+            let mut tx = self.writer.begin().await?;
+            match code {
+                Some((code, name)) => {
+                    sqlx::query(
+                        "INSERT INTO sandbox_slots (device_id, slot, code, name) VALUES (?, ?, ?, ?)
+                         ON CONFLICT (device_id, slot) DO UPDATE SET code = excluded.code,
+                            name = excluded.name",
+                    )
+                    .bind(device_id)
+                    .bind(i64::from(slot))
+                    .bind(code)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {
+                    sqlx::query("DELETE FROM sandbox_slots WHERE device_id = ? AND slot = ?")
+                        .bind(device_id)
+                        .bind(i64::from(slot))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            sqlx::query("UPDATE sandbox_locks SET operations = operations + 1 WHERE device_id = ?")
+                .bind(device_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        };
+        write.await.map_err(|e: sqlx::Error| e.to_string())
+    }
+}
