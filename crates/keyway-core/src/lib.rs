@@ -9,5 +9,6 @@ pub mod clock;
 pub mod lifecycle;
 pub mod policy;
 pub mod retry;
+pub mod window;
 
 pub use clock::{Clock, SystemClock};

@@ -1,1 +1,40 @@
-fn main() {}
+//! `keyway`: the server and its command line.
+
+use std::io::Write;
+
+use clap::Parser;
+use keyway_server::cli::{banner, create_workspace, Cli, Command, WorkspacesCommand};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let config = args.config();
+            let seeded = config.seed;
+            let server = keyway_server::start(config).await?;
+            let mut stdout = std::io::stdout();
+            stdout.write_all(banner(&server.url(), seeded).as_bytes())?;
+            stdout.flush()?;
+            tokio::select! {
+                _ = server.wait() => {}
+                _ = tokio::signal::ctrl_c() => {
+                    tracing::info!("shutting down");
+                }
+            }
+        }
+        Command::Workspaces(WorkspacesCommand::Create(args)) => {
+            let (workspace_id, api_key) = create_workspace(&args).await?;
+            println!("workspace_id: {workspace_id}");
+            println!("api_key: {api_key}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! Wiring: store, drivers, engine and HTTP router in one running server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use keyway_core::{Clock, SystemClock};
+use keyway_drivers::sandbox::SandboxDriver;
+use keyway_drivers::LockDriver;
+use keyway_store::{DeviceRecord, Store};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::CorsLayer;
+
+use crate::engine::{Drivers, Engine, EngineConfig};
+use crate::error::ApiError;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub seed: bool,
+    pub sandbox_delay: Duration,
+    pub engine: EngineConfig,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub engine: Arc<Engine>,
+    pub clock: Arc<dyn Clock>,
+    pub sandbox: Arc<SandboxDriver>,
+    pub seeded: bool,
+}
+
+struct ProviderDrivers {
+    sandbox: Arc<SandboxDriver>,
+}
+
+impl Drivers for ProviderDrivers {
+    fn for_device(&self, device: &DeviceRecord) -> Option<Arc<dyn LockDriver>> {
+        match device.provider.as_str() {
+            "sandbox" => Some(self.sandbox.clone() as Arc<dyn LockDriver>),
+            _ => None,
+        }
+    }
+}
+
+/// A server running in this process: its address, and its tasks (stopped on drop).
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub store: Store,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops serving and the engine at once, as a crash would (nothing is flushed on purpose).
+    pub fn kill(&mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Waits until the server stops (it only stops on error or when killed).
+    pub async fn wait(mut self) {
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub async fn open_store(config: &ServerConfig) -> anyhow::Result<Store> {
+    let store = match &config.database_url {
+        Some(url) if url.starts_with("sqlite:") => Store::open(url).await?,
+        Some(url) => anyhow::bail!("unsupported database URL {url:?}: use sqlite://PATH"),
+        None => Store::open_dir(&config.data_dir).await?,
+    };
+    Ok(store)
+}
+
+/// Opens the store, seeds it if asked, binds the listener and starts the engine and the API.
+pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
+    start_with_clock(config, Arc::new(SystemClock)).await
+}
+
+pub async fn start_with_clock(
+    config: ServerConfig,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<RunningServer> {
+    let store = open_store(&config).await?;
+    if config.seed {
+        store
+            .seed(config.sandbox_delay.as_millis() as u64, clock.now())
+            .await?;
+    }
+    let sandbox = Arc::new(SandboxDriver::new(Arc::new(store.clone())));
+    let drivers = Arc::new(ProviderDrivers {
+        sandbox: sandbox.clone(),
+    });
+    let engine = Engine::new(store.clone(), drivers, clock.clone(), config.engine.clone());
+    let state = AppState {
+        store: store.clone(),
+        engine: engine.clone(),
+        clock,
+        sandbox,
+        seeded: config.seed,
+    };
+    let listener = TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let app = router(state);
+    let server = tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, "HTTP server stopped");
+        }
+    });
+    let engine_task = tokio::spawn(engine.run());
+    Ok(RunningServer {
+        addr,
+        store,
+        tasks: vec![server, engine_task],
+    })
+}
+
+pub fn router(state: AppState) -> Router {
+    crate::routes::router()
+        .fallback(|| async {
+            ApiError::NotFound {
+                kind: "not_found",
+                message: "Route not found".into(),
+            }
+        })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn(request_id))
+        .layer(CatchPanicLayer::custom(|_| {
+            use axum::response::IntoResponse;
+            ApiError::Internal("handler panicked".into()).into_response()
+        }))
+        .layer(CorsLayer::permissive())
+        .with_state(state)
+}
+
+/// Every answer carries a `seam-request-id`.
+async fn request_id(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    if let Ok(value) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("seam-request-id"), value);
+    }
+    response
+}

@@ -1,0 +1,198 @@
+//! The `keyway` command line: `serve` and `workspaces create`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use keyway_core::retry::RetryPolicy;
+use keyway_core::{Clock, SystemClock};
+use keyway_store::{DeviceCodeRules, NewWorkspace, Store, SEED};
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+
+use crate::app::{open_store, ServerConfig};
+use crate::engine::EngineConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "keyway",
+    version,
+    about = "Self-hostable, Seam-compatible access-code server"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the API server and its engine.
+    Serve(ServeArgs),
+    /// Manage workspaces.
+    #[command(subcommand)]
+    Workspaces(WorkspacesCommand),
+}
+
+#[derive(Subcommand)]
+pub enum WorkspacesCommand {
+    /// Create a workspace and print its API key (shown once, stored hashed).
+    Create(CreateWorkspaceArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct StorageArgs {
+    /// Directory holding the SQLite database.
+    #[arg(long, env = "KEYWAY_DATA_DIR", default_value = "keyway-data")]
+    pub data_dir: PathBuf,
+    /// Database URL (`sqlite://PATH`); overrides --data-dir.
+    #[arg(long, env = "KEYWAY_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Create the seed workspaces, API keys and sandbox locks of Seam's fake server.
+    #[arg(long, env = "KEYWAY_SEED")]
+    pub seed: bool,
+    /// Address to listen on (default 127.0.0.1:8080, or 127.0.0.1:$PORT when PORT is set).
+    #[arg(long, env = "KEYWAY_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Delay of each sandbox lock operation, in milliseconds.
+    #[arg(long, env = "KEYWAY_SANDBOX_DELAY_MS", default_value_t = 500)]
+    pub sandbox_delay_ms: u64,
+    /// First retry back-off for an unreachable lock, in milliseconds (doubles up to a minute).
+    #[arg(long, env = "KEYWAY_RETRY_BASE_MS", default_value_t = 1000)]
+    pub retry_base_ms: u64,
+    /// Seconds of failed attempts before a code carries a `delay_in_*` warning.
+    #[arg(long, env = "KEYWAY_WARN_AFTER_SECS", default_value_t = 60)]
+    pub warn_after_secs: u64,
+    /// Seconds of failed attempts before the engine gives up (`failed_to_*` error).
+    #[arg(long, env = "KEYWAY_GIVE_UP_AFTER_SECS", default_value_t = 900)]
+    pub give_up_after_secs: u64,
+}
+
+impl ServeArgs {
+    pub fn config(&self) -> ServerConfig {
+        let listen = self.listen.unwrap_or_else(|| {
+            let port = std::env::var("PORT")
+                .ok()
+                .and_then(|p| p.parse::<u16>().ok())
+                .unwrap_or(8080);
+            SocketAddr::from(([127, 0, 0, 1], port))
+        });
+        ServerConfig {
+            listen,
+            data_dir: self.storage.data_dir.clone(),
+            database_url: self.storage.database_url.clone(),
+            seed: self.seed,
+            sandbox_delay: Duration::from_millis(self.sandbox_delay_ms),
+            engine: EngineConfig {
+                retry: RetryPolicy {
+                    base: Duration::from_millis(self.retry_base_ms.max(1)),
+                    cap: Duration::from_secs(60),
+                    warn_after: Duration::from_secs(self.warn_after_secs),
+                    give_up_after: Duration::from_secs(self.give_up_after_secs),
+                },
+                ..EngineConfig::default()
+            },
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct CreateWorkspaceArgs {
+    /// Name of the workspace.
+    pub name: String,
+    /// Sandbox locks to add to the workspace.
+    #[arg(long, default_value_t = 2)]
+    pub sandbox_locks: u32,
+    /// Delay of each sandbox lock operation, in milliseconds.
+    #[arg(long, env = "KEYWAY_SANDBOX_DELAY_MS", default_value_t = 500)]
+    pub sandbox_delay_ms: u64,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+/// A fresh API key: `seam_` (what the SDKs require) and 40 random characters.
+pub fn new_api_key() -> String {
+    let random: String = rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(40)
+        .map(char::from)
+        .collect();
+    format!("seam_kw_{random}")
+}
+
+pub async fn create_workspace(args: &CreateWorkspaceArgs) -> anyhow::Result<(String, String)> {
+    let config = ServerConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_dir: args.storage.data_dir.clone(),
+        database_url: args.storage.database_url.clone(),
+        seed: false,
+        sandbox_delay: Duration::from_millis(args.sandbox_delay_ms),
+        engine: EngineConfig::default(),
+    };
+    let store: Store = open_store(&config).await?;
+    let now = SystemClock.now();
+    let api_key = new_api_key();
+    let workspace = store
+        .create_workspace(
+            NewWorkspace {
+                workspace_id: None,
+                name: &args.name,
+                is_sandbox: true,
+                api_key: &api_key,
+            },
+            now,
+        )
+        .await?;
+    if args.sandbox_locks > 0 {
+        let account_id = uuid::Uuid::new_v4().to_string();
+        store
+            .insert_connected_account(
+                &workspace.workspace_id,
+                &account_id,
+                "sandbox",
+                "sandbox",
+                now,
+            )
+            .await?;
+        for n in 1..=args.sandbox_locks {
+            store
+                .insert_sandbox_device(
+                    &workspace.workspace_id,
+                    &account_id,
+                    &uuid::Uuid::new_v4().to_string(),
+                    "august_lock",
+                    &format!("Sandbox Lock {n}"),
+                    "august",
+                    &DeviceCodeRules {
+                        supported_code_lengths: vec![4, 5, 6],
+                        max_active_codes_supported: 250,
+                        code_constraints: vec![],
+                        supports_backup_access_code_pool: true,
+                    },
+                    args.sandbox_delay_ms,
+                    now,
+                )
+                .await?;
+        }
+    }
+    store.close().await;
+    Ok((workspace.workspace_id, api_key))
+}
+
+/// The two lines `serve` prints first: the URL and, when seeded, the sandbox API key.
+pub fn banner(url: &str, seeded: bool) -> String {
+    let mut text = format!("Keyway listening on {url}\n");
+    if seeded {
+        text.push_str(&format!(
+            "API key: {} (workspace {})\n",
+            SEED.seam_apikey1_token, SEED.seed_workspace_1
+        ));
+    }
+    text
+}

@@ -1,0 +1,537 @@
+//! The engine: makes locks hold what the store says they should.
+//!
+//! A dispatcher finds devices with due jobs, takes each device's lease (one worker per lock,
+//! across instances) and runs a worker. The worker reads the lock once, records unmanaged codes,
+//! then takes every due code one step further through its driver: program, confirm, remove.
+//! Outcomes are recorded in the store with the job's follow-up (retry with back-off, or the next
+//! edge of the code's window), so nothing lives only in memory: a worker that dies leaves its
+//! jobs and an expiring lease, and the work resumes.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use keyway_core::lifecycle::{next_step, Absence, Intent, Known, SlotView, Step, Target};
+use keyway_core::retry::{RetryPolicy, Verdict};
+use keyway_core::Clock;
+use keyway_drivers::{DriverError, LockCode, LockDriver, Refusal};
+use keyway_model::{EventType, Timestamp};
+use keyway_store::{CodeOutcome, DeviceJob, DeviceRecord, EngineCode, LockObservation, Store};
+use tokio::sync::{broadcast, Notify, Semaphore};
+use tracing::{info, instrument, warn};
+
+/// Tunables of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub retry: RetryPolicy,
+    /// How long a device lease lasts without renewal.
+    pub lease: Duration,
+    /// How many locks are worked on at once.
+    pub concurrency: usize,
+    /// How many due jobs of one device are taken per lock read.
+    pub batch: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            retry: RetryPolicy::default(),
+            lease: Duration::from_secs(30),
+            concurrency: 256,
+            batch: 500,
+        }
+    }
+}
+
+/// Chooses the driver of a device.
+pub trait Drivers: Send + Sync {
+    fn for_device(&self, device: &DeviceRecord) -> Option<Arc<dyn LockDriver>>;
+}
+
+pub struct Engine {
+    store: Store,
+    drivers: Arc<dyn Drivers>,
+    clock: Arc<dyn Clock>,
+    config: EngineConfig,
+    owner: String,
+    wake: Notify,
+    synced: broadcast::Sender<String>,
+    in_flight: Mutex<HashSet<String>>,
+    permits: Arc<Semaphore>,
+}
+
+impl Engine {
+    pub fn new(
+        store: Store,
+        drivers: Arc<dyn Drivers>,
+        clock: Arc<dyn Clock>,
+        config: EngineConfig,
+    ) -> Arc<Engine> {
+        let (synced, _) = broadcast::channel(1024);
+        Arc::new(Engine {
+            permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            store,
+            drivers,
+            clock,
+            config,
+            owner: format!("keyway-{}", uuid::Uuid::new_v4()),
+            wake: Notify::new(),
+            synced,
+            in_flight: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Tells the dispatcher that new work may be due.
+    pub fn notify(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Subscribes to "this device was read and worked on" notices.
+    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.synced.subscribe()
+    }
+
+    /// Runs the dispatcher until the task is dropped.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            if let Err(error) = self.dispatch().await {
+                warn!(%error, "engine dispatch failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            let now = self.clock.now();
+            let wait = match self.store.next_job_at(now).await {
+                Ok(Some(at)) => {
+                    Duration::from_millis((at.millis() - now.millis()).clamp(0, 1000) as u64)
+                }
+                Ok(None) => Duration::from_secs(1),
+                Err(_) => Duration::from_secs(1),
+            };
+            if wait.is_zero() {
+                // Due work exists but every such device is busy: wait for a worker to finish.
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(200), self.wake.notified()).await;
+            } else {
+                let _ = tokio::time::timeout(wait, self.wake.notified()).await;
+            }
+        }
+    }
+
+    async fn dispatch(self: &Arc<Self>) -> keyway_store::Result<()> {
+        let now = self.clock.now();
+        let devices = self.store.due_devices(now, 512).await?;
+        for device_id in devices {
+            {
+                let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+                if !in_flight.insert(device_id.clone()) {
+                    continue;
+                }
+            }
+            let until = lease_end(now, self.config.lease);
+            if !self
+                .store
+                .claim_device(&device_id, &self.owner, now, until)
+                .await?
+            {
+                self.finish(&device_id);
+                continue;
+            }
+            let Ok(permit) = self.permits.clone().acquire_owned().await else {
+                return Ok(());
+            };
+            let engine = Arc::clone(self);
+            tokio::spawn(async move {
+                if let Err(error) = engine.work_device(&device_id).await {
+                    warn!(%error, device_id, "device worker failed");
+                }
+                let _ = engine.store.release_device(&device_id, &engine.owner).await;
+                engine.finish(&device_id);
+                drop(permit);
+                engine.wake.notify_one();
+            });
+        }
+        Ok(())
+    }
+
+    fn finish(&self, device_id: &str) {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(device_id);
+    }
+
+    #[instrument(skip(self), fields(device_id = %device_id))]
+    async fn work_device(&self, device_id: &str) -> keyway_store::Result<()> {
+        loop {
+            let now = self.clock.now();
+            let until = lease_end(now, self.config.lease);
+            if !self
+                .store
+                .claim_device(device_id, &self.owner, now, until)
+                .await?
+            {
+                return Ok(());
+            }
+            let jobs = self
+                .store
+                .due_jobs(device_id, now, self.config.batch)
+                .await?;
+            if jobs.is_empty() {
+                return Ok(());
+            }
+            let job_ids: Vec<i64> = jobs.iter().map(|j| j.job_id).collect();
+            let Some(device) = self.store.engine_device(device_id).await? else {
+                self.store.delete_jobs(&job_ids).await?;
+                return Ok(());
+            };
+            match self.drivers.for_device(&device) {
+                Some(driver) => self.work_batch(&device, driver.as_ref(), &jobs).await?,
+                None => warn!(provider = %device.provider, "no driver for device"),
+            }
+            self.store.delete_jobs(&job_ids).await?;
+            let _ = self.synced.send(device_id.to_owned());
+        }
+    }
+
+    async fn work_batch(
+        &self,
+        device: &DeviceRecord,
+        driver: &dyn LockDriver,
+        jobs: &[DeviceJob],
+    ) -> keyway_store::Result<()> {
+        // One look at a code per batch, with the attempts of its most-tried job.
+        let mut work: Vec<(String, i64)> = Vec::new();
+        for job in jobs {
+            if let Some(id) = &job.access_code_id {
+                match work.iter_mut().find(|(code, _)| code == id) {
+                    Some(entry) => entry.1 = entry.1.max(job.attempts),
+                    None => work.push((id.clone(), job.attempts)),
+                }
+            }
+        }
+        let mut codes = Vec::with_capacity(work.len());
+        for (id, attempts) in work {
+            if let Some(code) = self.store.engine_code(&id).await? {
+                codes.push((code, attempts));
+            }
+        }
+        let mut lock = match driver.read_codes(&device.device_id).await {
+            Ok(lock) => lock,
+            Err(error) => {
+                for (code, attempts) in &codes {
+                    let removal = code_target(code, self.clock.now()) != Target::OnLock;
+                    self.retry_later(device, code, *attempts, removal, &error)
+                        .await?;
+                }
+                return Ok(());
+            }
+        };
+        let observed: Vec<LockObservation> = lock
+            .iter()
+            .map(|c| LockObservation {
+                slot: c.slot,
+                code: c.code.clone(),
+                name: c.name.clone(),
+            })
+            .collect();
+        self.store
+            .observe_lock(device, &observed, self.clock.now())
+            .await?;
+        // Removals first, so that a PIN leaving the lock frees its place for the next one.
+        let now = self.clock.now();
+        codes.sort_by_key(|(code, _)| code_target(code, now) == Target::OnLock);
+        let mut reserved = self.store.reserved_slots(&device.device_id).await?;
+        let mut renewed_at = std::time::Instant::now();
+        for (code, attempts) in codes {
+            if renewed_at.elapsed() > self.config.lease / 3 {
+                let now = self.clock.now();
+                let until = lease_end(now, self.config.lease);
+                if !self
+                    .store
+                    .claim_device(&device.device_id, &self.owner, now, until)
+                    .await?
+                {
+                    warn!("lost the device lease; leaving the rest to its new holder");
+                    return Ok(());
+                }
+                renewed_at = std::time::Instant::now();
+            }
+            self.step(device, driver, &code, attempts, &mut lock, &mut reserved)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Takes one code one step further on its lock.
+    #[instrument(skip_all, fields(access_code_id = %code.access_code_id))]
+    async fn step(
+        &self,
+        device: &DeviceRecord,
+        driver: &dyn LockDriver,
+        code: &EngineCode,
+        attempts: i64,
+        lock: &mut Vec<LockCode>,
+        reserved: &mut Vec<u32>,
+    ) -> keyway_store::Result<()> {
+        let now = self.clock.now();
+        let intent = intent_of(code);
+        let target = intent.target(now);
+        let view: Vec<SlotView<'_>> = lock
+            .iter()
+            .map(|c| SlotView {
+                slot: c.slot,
+                pin: &c.code,
+            })
+            .collect();
+        let known = code.slot.map(|slot| Known {
+            slot,
+            confirmed: code.confirmed_code.as_deref(),
+        });
+        let step = next_step(target, &code.code, known, &view);
+        let next_edge = intent.next_change(now).map(|at| (at, 0));
+        let id = code.access_code_id.as_str();
+        match step {
+            Step::Confirmed { slot } => {
+                let outcome = (code.status != "set"
+                    || code.confirmed_code.as_deref() != Some(&code.code))
+                .then_some(CodeOutcome::Set { slot });
+                self.store
+                    .record_outcome(device, id, outcome, next_edge, now)
+                    .await?;
+            }
+            Step::Put { slot } => {
+                let max = device
+                    .code_rules()
+                    .map(|r| r.max_active_codes_supported)
+                    .unwrap_or(0);
+                let slot = slot.or_else(|| {
+                    (1..=max).find(|n| lock.iter().all(|c| c.slot != *n) && !reserved.contains(n))
+                });
+                let Some(slot) = slot else {
+                    let outcome = CodeOutcome::Failed {
+                        error_code: "no_space_for_access_code_on_device",
+                        message: "The lock has no free slot for another code.".into(),
+                        event: EventType::AccessCodeFailedToSetOnDevice,
+                        removal: false,
+                    };
+                    return self
+                        .store
+                        .record_outcome(device, id, Some(outcome), None, now)
+                        .await;
+                };
+                reserved.push(slot);
+                self.store
+                    .record_outcome(
+                        device,
+                        id,
+                        Some(CodeOutcome::Programming { slot }),
+                        None,
+                        now,
+                    )
+                    .await?;
+                let result = driver
+                    .put_code(
+                        &device.device_id,
+                        Some(slot),
+                        &code.code,
+                        code.name.as_deref(),
+                    )
+                    .await;
+                let now = self.clock.now();
+                match result {
+                    Ok(confirmed) => {
+                        info!(slot = confirmed.slot, "access code set on device");
+                        lock.retain(|c| c.slot != confirmed.slot);
+                        let slot = confirmed.slot;
+                        lock.push(confirmed);
+                        self.store
+                            .record_outcome(
+                                device,
+                                id,
+                                Some(CodeOutcome::Set { slot }),
+                                next_edge,
+                                now,
+                            )
+                            .await?;
+                    }
+                    Err(DriverError::Refused(refusal)) => {
+                        let (error_code, message) = match &refusal {
+                            Refusal::Duplicate { .. } => (
+                                "duplicate_code_on_device",
+                                "The lock already holds this PIN in another slot.".to_owned(),
+                            ),
+                            Refusal::NoSpace => (
+                                "no_space_for_access_code_on_device",
+                                "The lock has no free slot for another code.".to_owned(),
+                            ),
+                            Refusal::InvalidCode(reason) => {
+                                ("failed_to_set_on_device", reason.clone())
+                            }
+                        };
+                        warn!(%refusal, "lock refused access code");
+                        let outcome = CodeOutcome::Failed {
+                            error_code,
+                            message,
+                            event: EventType::AccessCodeFailedToSetOnDevice,
+                            removal: false,
+                        };
+                        self.store
+                            .record_outcome(device, id, Some(outcome), None, now)
+                            .await?;
+                    }
+                    Err(error) => {
+                        self.retry_later(device, code, attempts, false, &error)
+                            .await?
+                    }
+                }
+            }
+            Step::Remove { slot } => {
+                if code.status != "removing" {
+                    self.store
+                        .record_outcome(device, id, Some(CodeOutcome::Removing), None, now)
+                        .await?;
+                }
+                match driver.remove_code(&device.device_id, slot).await {
+                    Ok(()) => {
+                        info!(slot, "access code removed from device");
+                        lock.retain(|c| c.slot != slot);
+                        reserved.retain(|s| *s != slot);
+                        let absence = match target {
+                            Target::OffLock(absence) => absence,
+                            Target::OnLock => Absence::Deleted,
+                        };
+                        self.finish_absence(device, code, absence, true).await?;
+                    }
+                    Err(error) => {
+                        self.retry_later(device, code, attempts, true, &error)
+                            .await?
+                    }
+                }
+            }
+            Step::Absent => {
+                let absence = match target {
+                    Target::OffLock(absence) => absence,
+                    Target::OnLock => Absence::Deleted,
+                };
+                if let Some(slot) = code.slot {
+                    reserved.retain(|s| *s != slot);
+                }
+                self.finish_absence(device, code, absence, false).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish_absence(
+        &self,
+        device: &DeviceRecord,
+        code: &EngineCode,
+        absence: Absence,
+        was_on_lock: bool,
+    ) -> keyway_store::Result<()> {
+        let now = self.clock.now();
+        let id = code.access_code_id.as_str();
+        match absence {
+            Absence::Deleted | Absence::Ended => {
+                info!(?absence, "access code gone");
+                self.store
+                    .record_outcome(
+                        device,
+                        id,
+                        Some(CodeOutcome::Gone { was_on_lock }),
+                        None,
+                        now,
+                    )
+                    .await
+            }
+            Absence::NotStarted => {
+                let next = intent_of(code).next_change(now).map(|at| (at, 0));
+                let outcome =
+                    (code.status != "unset" || code.slot.is_some()).then_some(CodeOutcome::Unset);
+                self.store
+                    .record_outcome(device, id, outcome, next, now)
+                    .await
+            }
+        }
+    }
+
+    /// A lock that could not be reached: try again later, warn when it drags on, give up at
+    /// the deadline.
+    async fn retry_later(
+        &self,
+        device: &DeviceRecord,
+        code: &EngineCode,
+        attempts: i64,
+        removal: bool,
+        error: &DriverError,
+    ) -> keyway_store::Result<()> {
+        let now = self.clock.now();
+        let since = code.pending_since.unwrap_or(now);
+        let pending_for = Duration::from_millis((now.millis() - since.millis()).max(0) as u64);
+        let attempts = attempts.saturating_add(1);
+        let id = code.access_code_id.as_str();
+        let (warning_code, delay_event, failed_code, failed_event) = if removal {
+            (
+                "delay_in_removing_from_device",
+                EventType::AccessCodeDelayInRemovingFromDevice,
+                "failed_to_remove_from_device",
+                EventType::AccessCodeFailedToRemoveFromDevice,
+            )
+        } else {
+            (
+                "delay_in_setting_on_device",
+                EventType::AccessCodeDelayInSettingOnDevice,
+                "failed_to_set_on_device",
+                EventType::AccessCodeFailedToSetOnDevice,
+            )
+        };
+        match self
+            .config
+            .retry
+            .after_failure(u32::try_from(attempts).unwrap_or(u32::MAX), pending_for)
+        {
+            Verdict::RetryIn { delay, warn } => {
+                let outcome =
+                    (warn && !code.has_warning.iter().any(|w| w == warning_code)).then(|| {
+                        CodeOutcome::Delayed {
+                            warning_code,
+                            message: format!("Still trying to reach the lock: {error}."),
+                            event: delay_event,
+                        }
+                    });
+                let at =
+                    Timestamp::from_millis(now.millis() + delay.as_millis() as i64).unwrap_or(now);
+                self.store
+                    .record_outcome(device, id, outcome, Some((at, attempts)), now)
+                    .await
+            }
+            Verdict::GiveUp => {
+                warn!(%error, attempts, "giving up on the lock");
+                let outcome = CodeOutcome::Failed {
+                    error_code: failed_code,
+                    message: format!("Gave up after {attempts} attempts: {error}."),
+                    event: failed_event,
+                    removal,
+                };
+                self.store
+                    .record_outcome(device, id, Some(outcome), None, now)
+                    .await
+            }
+        }
+    }
+}
+
+fn intent_of(code: &EngineCode) -> Intent {
+    Intent {
+        deleted: code.deleted,
+        starts_at: code.starts_at,
+        ends_at: code.ends_at,
+    }
+}
+
+fn code_target(code: &EngineCode, now: Timestamp) -> Target {
+    intent_of(code).target(now)
+}
+
+fn lease_end(now: Timestamp, lease: Duration) -> Timestamp {
+    Timestamp::from_millis(now.millis() + lease.as_millis() as i64).unwrap_or(now)
+}

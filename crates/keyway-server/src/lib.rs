@@ -1,0 +1,12 @@
+//! The Keyway server: Seam-compatible HTTP API, the engine that drives locks, and the CLI.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod engine;
+pub mod error;
+pub mod params;
+pub mod routes;
+
+pub use app::{start, start_with_clock, RunningServer, ServerConfig};
+pub use engine::EngineConfig;

@@ -1,0 +1,655 @@
+//! `/access_codes/*`: managed codes, unmanaged codes and the sandbox's keypad simulation.
+//!
+//! Handlers validate against the lock's rules (core `policy`, `window`), record intent in the
+//! store (code + job + event + action attempt in one transaction) and wake the engine. They
+//! never touch a lock themselves, except the simulate route, which plays the keypad.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use keyway_core::lifecycle::{Intent, Target};
+use keyway_core::policy::{self, LockRules, PinCode};
+use keyway_core::window::Window;
+use keyway_drivers::{DriverError, Refusal};
+use keyway_model::{
+    AccessCode, AccessCodeStatus, AccessCodeType, ActionAttempt, ActionAttemptStatus,
+    GeneratedCode, Timestamp,
+};
+use keyway_store::{AccessCodeChanges, AccessCodeFilter, DeviceRecord, NewAccessCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::devices::sandbox_device;
+use super::{delete, read, update, PageRequest, RequestUrl};
+use crate::app::AppState;
+use crate::auth::Auth;
+use crate::error::ApiError;
+use crate::params::{lenient, Params};
+
+/// How long `sync: true` and the keypad simulation wait for the lock.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/access_codes/create", post(create))
+        .route("/access_codes/get", read(get))
+        .route("/access_codes/list", read(list))
+        .route("/access_codes/update", update(update_code))
+        .route("/access_codes/delete", delete(delete_code))
+        .route("/access_codes/generate_code", read(generate_code))
+        .route(
+            "/access_codes/simulate/create_unmanaged_access_code",
+            post(simulate_unmanaged),
+        )
+        .route("/access_codes/unmanaged/list", read(list_unmanaged))
+        .route("/access_codes/unmanaged/get", read(get_unmanaged))
+}
+
+async fn device_of(
+    state: &AppState,
+    workspace_id: &str,
+    device_id: &str,
+) -> Result<DeviceRecord, ApiError> {
+    state
+        .store
+        .get_device(workspace_id, Some(device_id), None)
+        .await?
+        .ok_or_else(ApiError::device_not_found)
+}
+
+fn timestamp(field: &str, raw: Option<&str>) -> Result<Option<Timestamp>, ApiError> {
+    raw.map(|raw| {
+        Timestamp::parse(raw).ok_or_else(|| {
+            ApiError::invalid(
+                field,
+                format!("Must be parsable date string for \"{field}\""),
+            )
+        })
+    })
+    .transpose()
+}
+
+fn pin(raw: &str, rules: &LockRules) -> Result<PinCode, ApiError> {
+    PinCode::parse(raw, rules).map_err(|e| ApiError::invalid("code", e.to_string()))
+}
+
+/// The status a code starts in when its intent is (re)recorded.
+fn pending_status(window: Option<Window>, now: Timestamp) -> AccessCodeStatus {
+    match window {
+        Some(w) if now < w.starts_at => AccessCodeStatus::Unset,
+        _ => AccessCodeStatus::Setting,
+    }
+}
+
+#[derive(Deserialize)]
+struct CreateParams {
+    device_id: String,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    code: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    starts_at: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    ends_at: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    common_code_key: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    allow_external_modification: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    is_external_modification_allowed: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    is_one_time_use: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    is_offline_access_code: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    use_offline_access_code: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    use_backup_access_code_pool: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::opt_u32")]
+    preferred_code_length: Option<u32>,
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    sync: Option<bool>,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Auth(workspace): Auth,
+    Params(params): Params<CreateParams>,
+) -> Result<Json<Value>, ApiError> {
+    let now = state.clock.now();
+    let device = device_of(&state, &workspace.workspace_id, &params.device_id).await?;
+    let rules = device.lock_rules()?;
+    let starts_at = timestamp("starts_at", params.starts_at.as_deref())?;
+    let ends_at = timestamp("ends_at", params.ends_at.as_deref())?;
+    let window =
+        Window::new(starts_at, ends_at, now).map_err(|e| ApiError::invalid_input(e.to_string()))?;
+    if params.use_backup_access_code_pool == Some(true) && window.is_none() {
+        return Err(ApiError::invalid_input(
+            "Cannot use the backup pool for ongoing codes",
+        ));
+    }
+    if params
+        .is_offline_access_code
+        .or(params.use_offline_access_code)
+        == Some(true)
+    {
+        return Err(ApiError::BadRequest {
+            kind: "offline_access_codes_not_supported",
+            message: "This device cannot program offline access codes".into(),
+        });
+    }
+    let code = match params.code.as_deref() {
+        Some(raw) => pin(raw, &rules)?.into_string(),
+        None => {
+            let taken = state.store.codes_on_device(&device.device_id).await?;
+            let taken: Vec<&str> = taken.iter().map(String::as_str).collect();
+            policy::generate(
+                &rules,
+                &taken,
+                params.preferred_code_length,
+                &mut rand::thread_rng(),
+            )
+            .ok_or_else(|| {
+                ApiError::invalid_input("No free code could be generated for this device")
+            })?
+        }
+    };
+    let status = pending_status(window, now);
+    let (access_code, action_attempt) = state
+        .store
+        .create_access_code(
+            NewAccessCode {
+                device: &device,
+                name: params.name,
+                code,
+                kind: if window.is_some() {
+                    AccessCodeType::TimeBound
+                } else {
+                    AccessCodeType::Ongoing
+                },
+                starts_at: window.map(|w| w.starts_at),
+                ends_at: window.map(|w| w.ends_at),
+                status,
+                is_external_modification_allowed: params
+                    .allow_external_modification
+                    .or(params.is_external_modification_allowed)
+                    .unwrap_or(false),
+                is_one_time_use: params.is_one_time_use.unwrap_or(false),
+                is_offline_access_code: false,
+                common_code_key: params.common_code_key,
+                job_at: match window {
+                    Some(w) if now < w.starts_at => w.starts_at,
+                    _ => now,
+                },
+            },
+            now,
+        )
+        .await
+        .map_err(|e| match e {
+            keyway_store::StoreError::Conflict(_) => ApiError::Conflict {
+                kind: "duplicate_access_code",
+                message:
+                    "Cannot create a duplicate access code: this PIN is already on the device \
+                          for an overlapping time"
+                        .into(),
+            },
+            other => other.into(),
+        })?;
+    state.engine.notify();
+    let (access_code, action_attempt) = if params.sync == Some(true) {
+        let attempt = wait_for_attempt(&state, &workspace.workspace_id, action_attempt).await?;
+        let code = state
+            .store
+            .get_access_code(
+                &workspace.workspace_id,
+                Some(&access_code.access_code_id),
+                None,
+            )
+            .await?
+            .unwrap_or(access_code);
+        (code, attempt)
+    } else {
+        (access_code, action_attempt)
+    };
+    Ok(Json(json!({
+        "access_code": access_code,
+        "action_attempt": action_attempt,
+        "ok": true,
+    })))
+}
+
+/// Waits (bounded) until the engine settles an action attempt.
+async fn wait_for_attempt(
+    state: &AppState,
+    workspace_id: &str,
+    attempt: ActionAttempt,
+) -> Result<ActionAttempt, ApiError> {
+    let mut synced = state.engine.subscribe();
+    let deadline = tokio::time::Instant::now() + SYNC_TIMEOUT;
+    loop {
+        let current = state
+            .store
+            .get_action_attempt(workspace_id, &attempt.action_attempt_id)
+            .await?
+            .unwrap_or_else(|| attempt.clone());
+        if current.status != ActionAttemptStatus::Pending {
+            return Ok(current);
+        }
+        let wait = tokio::time::timeout(Duration::from_millis(250), synced.recv());
+        if tokio::time::timeout_at(deadline, wait).await.is_err() {
+            return Err(ApiError::Timeout("The lock did not answer in time".into()));
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct GetParams {
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    access_code_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    device_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    code: Option<String>,
+}
+
+impl GetParams {
+    /// Either an id, or a device and a PIN.
+    fn lookup(&self) -> Result<(Option<&str>, Option<(&str, &str)>), ApiError> {
+        match (&self.access_code_id, &self.device_id, &self.code) {
+            (Some(_), _, Some(_)) => Err(ApiError::invalid_input(
+                "Both \"access_code_id\" and \"code\" can not be provided",
+            )),
+            (Some(id), _, None) => Ok((Some(id), None)),
+            (None, Some(device), Some(code)) => Ok((None, Some((device, code)))),
+            (None, Some(_), None) | (None, None, Some(_)) => Err(ApiError::invalid_input(
+                "Both \"device_id\" and \"code\" must be provided if one is",
+            )),
+            (None, None, None) => Err(ApiError::invalid_input(
+                "Either \"access_code_id\" OR \"code\" and \"device_id\" must be provided",
+            )),
+        }
+    }
+}
+
+async fn get(
+    State(state): State<AppState>,
+    Auth(workspace): Auth,
+    Params(params): Params<GetParams>,
+) -> Result<Json<Value>, ApiError> {
+    let (id, device_and_code) = params.lookup()?;
+    let code = state
+        .store
+        .get_access_code(&workspace.workspace_id, id, device_and_code)
+        .await?
+        .filter(|c| params.device_id.as_ref().is_none_or(|d| *d == c.device_id))
+        .ok_or_else(ApiError::access_code_not_found)?;
+    Ok(Json(json!({ "access_code": code, "ok": true })))
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    device_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_strings")]
+    access_code_ids: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "lenient::opt_u32")]
+    limit: Option<u32>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    page_cursor: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Auth(workspace): Auth,
+    url: RequestUrl,
+    Params(params): Params<ListParams>,
+) -> Result<Json<Value>, ApiError> {
+    if params.device_id.is_none() && params.access_code_ids.is_none() {
+        return Err(ApiError::invalid_input(
+            "Either 'device_id' or 'access_code_ids' is required",
+        ));
+    }
+    if let Some(device_id) = &params.device_id {
+        device_of(&state, &workspace.workspace_id, device_id).await?;
+    }
+    let page = PageRequest::new(params.page_cursor.as_deref(), params.limit, 55_000)?;
+    let codes = state
+        .store
+        .list_access_codes(
+            &workspace.workspace_id,
+            AccessCodeFilter {
+                device_id: params.device_id.as_deref(),
+                access_code_ids: params.access_code_ids.as_deref(),
+                after: page.after,
+                limit: page.limit,
+            },
+        )
+        .await?;
+    Ok(Json(json!({
+        "access_codes": codes.items,
+        "pagination": url.pagination(codes.next_cursor),
+        "ok": true,
+    })))
+}
+
+#[derive(Deserialize)]
+struct UpdateParams {
+    access_code_id: String,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    device_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    code: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    starts_at: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    ends_at: Option<String>,
+    #[serde(default, rename = "type", deserialize_with = "lenient::opt_string")]
+    kind: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    allow_external_modification: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    is_external_modification_allowed: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    is_managed: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    sync: Option<bool>,
+}
+
+/// The window an update asks for, from the new bounds and the code's current ones.
+fn updated_window(
+    params: &UpdateParams,
+    current: &AccessCode,
+    now: Timestamp,
+) -> Result<Option<Window>, ApiError> {
+    let kind = params
+        .kind
+        .as_deref()
+        .map(|k| {
+            AccessCodeType::parse(k)
+                .ok_or_else(|| ApiError::invalid("type", "type must be ongoing or time_bound"))
+        })
+        .transpose()?;
+    let starts_at = timestamp("starts_at", params.starts_at.as_deref())?;
+    let ends_at = timestamp("ends_at", params.ends_at.as_deref())?;
+    let unchanged = starts_at.is_none() && ends_at.is_none();
+    match kind {
+        Some(AccessCodeType::Ongoing) if unchanged => Ok(None),
+        Some(AccessCodeType::Ongoing) => Err(ApiError::invalid_input(
+            "An ongoing access code cannot have starts_at or ends_at",
+        )),
+        _ if unchanged && current.kind == AccessCodeType::TimeBound => {
+            let (Some(starts_at), Some(ends_at)) = (current.starts_at, current.ends_at) else {
+                return Err(ApiError::Internal(
+                    "time-bound code without a window".into(),
+                ));
+            };
+            Ok(Some(Window { starts_at, ends_at }))
+        }
+        Some(AccessCodeType::TimeBound) if unchanged => Err(ApiError::invalid_input(
+            "'time_bound' Access codes must include both starts_at and ends_at",
+        )),
+        None if unchanged => Ok(None),
+        _ => {
+            let starts_at = starts_at.or(current.starts_at);
+            let ends_at = ends_at.or(current.ends_at);
+            Window::new(starts_at, ends_at, now).map_err(|e| ApiError::invalid_input(e.to_string()))
+        }
+    }
+}
+
+async fn update_code(
+    State(state): State<AppState>,
+    Auth(workspace): Auth,
+    Params(params): Params<UpdateParams>,
+) -> Result<Json<Value>, ApiError> {
+    let now = state.clock.now();
+    if params.is_managed == Some(false) {
+        return Err(ApiError::invalid(
+            "is_managed",
+            "A managed access code cannot be made unmanaged",
+        ));
+    }
+    let current = state
+        .store
+        .get_access_code(&workspace.workspace_id, Some(&params.access_code_id), None)
+        .await?
+        .filter(|c| params.device_id.as_ref().is_none_or(|d| *d == c.device_id))
+        .ok_or_else(ApiError::access_code_not_found)?;
+    if current.status == AccessCodeStatus::Removing && current.kind == AccessCodeType::Ongoing {
+        return Err(ApiError::BadRequest {
+            kind: "access_code_being_removed",
+            message: "The access code is being removed".into(),
+        });
+    }
+    let device = device_of(&state, &workspace.workspace_id, &current.device_id).await?;
+    let rules = device.lock_rules()?;
+    let code = match params.code.as_deref() {
+        Some(raw) => pin(raw, &rules)?.into_string(),
+        None => current.code.clone().unwrap_or_default(),
+    };
+    let window = updated_window(&params, &current, now)?;
+    let window_changed =
+        window.map(|w| (w.starts_at, w.ends_at)) != current.starts_at.zip(current.ends_at);
+    let reprogram = (current.code.as_deref() != Some(code.as_str()) || window_changed).then(|| {
+        let intent = Intent {
+            deleted: false,
+            starts_at: window.map(|w| w.starts_at),
+            ends_at: window.map(|w| w.ends_at),
+        };
+        let status = match (intent.target(now), current.status) {
+            (Target::OnLock, _) => AccessCodeStatus::Setting,
+            (_, AccessCodeStatus::Set | AccessCodeStatus::Setting) => AccessCodeStatus::Removing,
+            _ => pending_status(window, now),
+        };
+        (status, now)
+    });
+    let outcome = state
+        .store
+        .update_access_code(
+            &device,
+            &current.access_code_id,
+            AccessCodeChanges {
+                name: params.name.or(current.name),
+                code,
+                kind: if window.is_some() {
+                    AccessCodeType::TimeBound
+                } else {
+                    AccessCodeType::Ongoing
+                },
+                starts_at: window.map(|w| w.starts_at),
+                ends_at: window.map(|w| w.ends_at),
+                is_external_modification_allowed: params
+                    .allow_external_modification
+                    .or(params.is_external_modification_allowed)
+                    .unwrap_or(current.is_external_modification_allowed),
+                reprogram,
+            },
+            now,
+        )
+        .await?;
+    state.engine.notify();
+    let attempt = if params.sync == Some(true) {
+        wait_for_attempt(&state, &workspace.workspace_id, outcome.action_attempt).await?
+    } else {
+        outcome.action_attempt
+    };
+    Ok(Json(json!({ "action_attempt": attempt, "ok": true })))
+}
+
+#[derive(Deserialize)]
+struct DeleteParams {
+    access_code_id: String,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    device_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    sync: Option<bool>,
+}
+
+async fn delete_code(
+    State(state): State<AppState>,
+    Auth(workspace): Auth,
+    Params(params): Params<DeleteParams>,
+) -> Result<Json<Value>, ApiError> {
+    let current = state
+        .store
+        .get_access_code(&workspace.workspace_id, Some(&params.access_code_id), None)
+        .await?
+        .filter(|c| params.device_id.as_ref().is_none_or(|d| *d == c.device_id))
+        .ok_or_else(ApiError::access_code_not_found)?;
+    let device = device_of(&state, &workspace.workspace_id, &current.device_id).await?;
+    let attempt = state
+        .store
+        .delete_access_code(&device, &current.access_code_id, state.clock.now())
+        .await?;
+    state.engine.notify();
+    let attempt = if params.sync == Some(true) {
+        wait_for_attempt(&state, &workspace.workspace_id, attempt).await?
+    } else {
+        attempt
+    };
+    Ok(Json(json!({ "action_attempt": attempt, "ok": true })))
+}
+
+#[derive(Deserialize)]
+struct GenerateParams {
+    device_id: String,
+}
+
+async fn generate_code(
+    State(state): State<AppState>,
+    Auth(workspace): Auth,
+    Params(params): Params<GenerateParams>,
+) -> Result<Json<Value>, ApiError> {
+    let device = device_of(&state, &workspace.workspace_id, &params.device_id).await?;
+    let rules = device.lock_rules()?;
+    let taken = state.store.codes_on_device(&device.device_id).await?;
+    let taken: Vec<&str> = taken.iter().map(String::as_str).collect();
+    let code =
+        policy::generate(&rules, &taken, None, &mut rand::thread_rng()).ok_or_else(|| {
+            ApiError::invalid_input("No free code could be generated for this device")
+        })?;
+    let generated = GeneratedCode {
+        device_id: device.device_id,
+        code,
+    };
+    Ok(Json(json!({ "generated_code": generated, "ok": true })))
+}
+
+#[derive(Deserialize)]
+struct SimulateParams {
+    device_id: String,
+    name: String,
+    code: String,
+}
+
+/// Types a code at a sandbox lock's keypad, then lets the engine read the lock back and
+/// answers the unmanaged code it found.
+async fn simulate_unmanaged(
+    State(state): State<AppState>,
+    Auth(workspace): Auth,
+    Params(params): Params<SimulateParams>,
+) -> Result<Json<Value>, ApiError> {
+    if !(4..=8).contains(&params.code.len()) || !params.code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::invalid("code", "code must be 4 to 8 digits"));
+    }
+    let device = sandbox_device(&state, &workspace.workspace_id, &params.device_id).await?;
+    let mut synced = state.engine.subscribe();
+    state
+        .sandbox
+        .keypad_program(&device.device_id, &params.code, Some(&params.name))
+        .await
+        .map_err(|error| match error {
+            DriverError::Refused(Refusal::Duplicate { .. }) => ApiError::Conflict {
+                kind: "duplicate_access_code",
+                message: format!("The lock already holds the code {}", params.code),
+            },
+            DriverError::Refused(refusal) => ApiError::invalid("code", refusal.to_string()),
+            DriverError::Offline => ApiError::BadRequest {
+                kind: "device_offline",
+                message: "The device is offline".into(),
+            },
+            other => ApiError::Internal(other.to_string()),
+        })?;
+    let now = state.clock.now();
+    state
+        .store
+        .enqueue_job(&device.device_id, None, now, now)
+        .await?;
+    state.engine.notify();
+    let deadline = tokio::time::Instant::now() + SYNC_TIMEOUT;
+    loop {
+        let found = state
+            .store
+            .get_unmanaged_access_code(
+                &workspace.workspace_id,
+                None,
+                Some((&device.device_id, &params.code)),
+            )
+            .await?;
+        if let Some(code) = found {
+            return Ok(Json(json!({ "access_code": code, "ok": true })));
+        }
+        let wait = tokio::time::timeout(Duration::from_millis(250), synced.recv());
+        if tokio::time::timeout_at(deadline, wait).await.is_err() {
+            return Err(ApiError::Timeout(
+                "The lock was not read back in time".into(),
+            ));
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ListUnmanagedParams {
+    device_id: String,
+    #[serde(default, deserialize_with = "lenient::opt_u32")]
+    limit: Option<u32>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    page_cursor: Option<String>,
+}
+
+async fn list_unmanaged(
+    State(state): State<AppState>,
+    Auth(workspace): Auth,
+    url: RequestUrl,
+    Params(params): Params<ListUnmanagedParams>,
+) -> Result<Json<Value>, ApiError> {
+    let device = device_of(&state, &workspace.workspace_id, &params.device_id).await?;
+    let page = PageRequest::new(params.page_cursor.as_deref(), params.limit, 300_000)?;
+    let codes = state
+        .store
+        .list_unmanaged_access_codes(
+            &workspace.workspace_id,
+            AccessCodeFilter {
+                device_id: Some(&device.device_id),
+                access_code_ids: None,
+                after: page.after,
+                limit: page.limit,
+            },
+        )
+        .await?;
+    Ok(Json(json!({
+        "access_codes": codes.items,
+        "pagination": url.pagination(codes.next_cursor),
+        "ok": true,
+    })))
+}
+
+async fn get_unmanaged(
+    State(state): State<AppState>,
+    Auth(workspace): Auth,
+    Params(params): Params<GetParams>,
+) -> Result<Json<Value>, ApiError> {
+    let (id, device_and_code) = params.lookup()?;
+    let code = state
+        .store
+        .get_unmanaged_access_code(&workspace.workspace_id, id, device_and_code)
+        .await?
+        .filter(|c| params.device_id.as_ref().is_none_or(|d| *d == c.device_id))
+        .ok_or_else(ApiError::access_code_not_found)?;
+    Ok(Json(json!({ "access_code": code, "ok": true })))
+}

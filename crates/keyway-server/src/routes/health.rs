@@ -1,0 +1,32 @@
+//! `/health`, and in seeded sandbox mode `/_fake/default_seed` (the drop-in launcher contract
+//! of Seam's fake server).
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use keyway_store::SEED;
+use serde_json::{json, Value};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/_fake/default_seed", get(default_seed))
+}
+
+async fn health(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    state.store.get_workspace("").await?;
+    Ok(Json(json!({ "ok": true, "note": "keyway is healthy" })))
+}
+
+async fn default_seed(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    if !state.seeded {
+        return Err(ApiError::NotFound {
+            kind: "not_found",
+            message: "Route not found".into(),
+        });
+    }
+    Ok(Json(SEED.as_json()))
+}
