@@ -50,6 +50,22 @@ pub struct UpdateOutcome {
     pub action_attempt: ActionAttempt,
 }
 
+/// How a single code is looked up: by id, or by its lock and PIN.
+#[derive(Debug, Clone, Copy)]
+pub enum CodeLookup<'a> {
+    Id(&'a str),
+    Pin { device_id: &'a str, code: &'a str },
+}
+
+impl<'a> CodeLookup<'a> {
+    fn parts(self) -> (Option<&'a str>, Option<&'a str>, Option<&'a str>) {
+        match self {
+            CodeLookup::Id(id) => (Some(id), None, None),
+            CodeLookup::Pin { device_id, code } => (None, Some(device_id), Some(code)),
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct AccessCodeFilter<'a> {
     pub device_id: Option<&'a str>,
@@ -250,10 +266,9 @@ impl Store {
     pub async fn get_access_code(
         &self,
         workspace_id: &str,
-        access_code_id: Option<&str>,
-        device_and_code: Option<(&str, &str)>,
+        lookup: CodeLookup<'_>,
     ) -> Result<Option<AccessCode>> {
-        self.find_code(workspace_id, true, access_code_id, device_and_code)
+        self.find_code(workspace_id, true, lookup)
             .await?
             .map(AccessCodeRow::into_managed)
             .transpose()
@@ -262,10 +277,9 @@ impl Store {
     pub async fn get_unmanaged_access_code(
         &self,
         workspace_id: &str,
-        access_code_id: Option<&str>,
-        device_and_code: Option<(&str, &str)>,
+        lookup: CodeLookup<'_>,
     ) -> Result<Option<UnmanagedAccessCode>> {
-        self.find_code(workspace_id, false, access_code_id, device_and_code)
+        self.find_code(workspace_id, false, lookup)
             .await?
             .map(AccessCodeRow::into_unmanaged)
             .transpose()
@@ -275,10 +289,9 @@ impl Store {
         &self,
         workspace_id: &str,
         managed: bool,
-        access_code_id: Option<&str>,
-        device_and_code: Option<(&str, &str)>,
+        lookup: CodeLookup<'_>,
     ) -> Result<Option<AccessCodeRow>> {
-        let (device_id, code) = device_and_code.unzip();
+        let (access_code_id, device_id, code) = lookup.parts();
         let sql = format!(
             "SELECT {CODE_COLUMNS} FROM access_codes WHERE workspace_id = ? AND is_managed = ?
              AND (? IS NULL OR access_code_id = ?) AND (? IS NULL OR device_id = ?)

@@ -22,7 +22,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use access_codes::{AccessCodeChanges, AccessCodeFilter, NewAccessCode, UpdateOutcome};
+pub use access_codes::{
+    AccessCodeChanges, AccessCodeFilter, CodeLookup, NewAccessCode, UpdateOutcome,
+};
 pub use accounts::{DeviceCodeRules, DeviceRecord, NewWorkspace};
 pub use engine::{CodeOutcome, DeviceJob, EngineCode, LockObservation};
 pub use events::EventFilter;

@@ -17,7 +17,7 @@ use keyway_model::{
     AccessCode, AccessCodeStatus, AccessCodeType, ActionAttempt, ActionAttemptStatus,
     GeneratedCode, Timestamp,
 };
-use keyway_store::{AccessCodeChanges, AccessCodeFilter, DeviceRecord, NewAccessCode};
+use keyway_store::{AccessCodeChanges, AccessCodeFilter, CodeLookup, DeviceRecord, NewAccessCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -205,8 +205,7 @@ async fn create(
             .store
             .get_access_code(
                 &workspace.workspace_id,
-                Some(&access_code.access_code_id),
-                None,
+                CodeLookup::Id(&access_code.access_code_id),
             )
             .await?
             .unwrap_or(access_code);
@@ -257,13 +256,13 @@ struct GetParams {
 
 impl GetParams {
     /// Either an id, or a device and a PIN.
-    fn lookup(&self) -> Result<(Option<&str>, Option<(&str, &str)>), ApiError> {
+    fn lookup(&self) -> Result<CodeLookup<'_>, ApiError> {
         match (&self.access_code_id, &self.device_id, &self.code) {
             (Some(_), _, Some(_)) => Err(ApiError::invalid_input(
                 "Both \"access_code_id\" and \"code\" can not be provided",
             )),
-            (Some(id), _, None) => Ok((Some(id), None)),
-            (None, Some(device), Some(code)) => Ok((None, Some((device, code)))),
+            (Some(id), _, None) => Ok(CodeLookup::Id(id)),
+            (None, Some(device_id), Some(code)) => Ok(CodeLookup::Pin { device_id, code }),
             (None, Some(_), None) | (None, None, Some(_)) => Err(ApiError::invalid_input(
                 "Both \"device_id\" and \"code\" must be provided if one is",
             )),
@@ -279,10 +278,10 @@ async fn get(
     Auth(workspace): Auth,
     Params(params): Params<GetParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let (id, device_and_code) = params.lookup()?;
+    let lookup = params.lookup()?;
     let code = state
         .store
-        .get_access_code(&workspace.workspace_id, id, device_and_code)
+        .get_access_code(&workspace.workspace_id, lookup)
         .await?
         .filter(|c| params.device_id.as_ref().is_none_or(|d| *d == c.device_id))
         .ok_or_else(ApiError::access_code_not_found)?;
@@ -416,7 +415,10 @@ async fn update_code(
     }
     let current = state
         .store
-        .get_access_code(&workspace.workspace_id, Some(&params.access_code_id), None)
+        .get_access_code(
+            &workspace.workspace_id,
+            CodeLookup::Id(&params.access_code_id),
+        )
         .await?
         .filter(|c| params.device_id.as_ref().is_none_or(|d| *d == c.device_id))
         .ok_or_else(ApiError::access_code_not_found)?;
@@ -497,7 +499,10 @@ async fn delete_code(
 ) -> Result<Json<Value>, ApiError> {
     let current = state
         .store
-        .get_access_code(&workspace.workspace_id, Some(&params.access_code_id), None)
+        .get_access_code(
+            &workspace.workspace_id,
+            CodeLookup::Id(&params.access_code_id),
+        )
         .await?
         .filter(|c| params.device_id.as_ref().is_none_or(|d| *d == c.device_id))
         .ok_or_else(ApiError::access_code_not_found)?;
@@ -587,8 +592,10 @@ async fn simulate_unmanaged(
             .store
             .get_unmanaged_access_code(
                 &workspace.workspace_id,
-                None,
-                Some((&device.device_id, &params.code)),
+                CodeLookup::Pin {
+                    device_id: &device.device_id,
+                    code: &params.code,
+                },
             )
             .await?;
         if let Some(code) = found {
@@ -644,10 +651,10 @@ async fn get_unmanaged(
     Auth(workspace): Auth,
     Params(params): Params<GetParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let (id, device_and_code) = params.lookup()?;
+    let lookup = params.lookup()?;
     let code = state
         .store
-        .get_unmanaged_access_code(&workspace.workspace_id, id, device_and_code)
+        .get_unmanaged_access_code(&workspace.workspace_id, lookup)
         .await?
         .filter(|c| params.device_id.as_ref().is_none_or(|d| *d == c.device_id))
         .ok_or_else(ApiError::access_code_not_found)?;

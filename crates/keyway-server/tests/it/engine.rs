@@ -1,0 +1,204 @@
+//! The engine against faults: offline locks, refusals, restarts in the middle of work.
+
+use std::time::Duration;
+
+use keyway_drivers::sandbox::SandboxMemory;
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn an_offline_lock_delays_then_fails_the_code_and_recovers_when_back() {
+    let app = spawn_app().await;
+    let (status, _) = app
+        .post(
+            "/devices/simulate/disconnect",
+            KEY1,
+            json!({ "device_id": DEVICE1 }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, device) = app
+        .get("/devices/get", KEY1, &[("device_id", DEVICE1)])
+        .await;
+    assert_eq!(device["device"]["properties"]["online"], false);
+    assert_eq!(
+        device["device"]["errors"][0]["error_code"],
+        "device_offline"
+    );
+
+    let code = app
+        .create_code(json!({ "device_id": DEVICE1, "code": "6060" }))
+        .await;
+    let id = code["access_code_id"].as_str().unwrap();
+    // Still trying: a warning, status still setting.
+    let mut warned = false;
+    for _ in 0..100 {
+        let (_, body) = app.get_code(id).await;
+        let warnings = body["access_code"]["warnings"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if warnings
+            .iter()
+            .any(|w| w["warning_code"] == "delay_in_setting_on_device")
+        {
+            assert_eq!(body["access_code"]["status"], "setting");
+            warned = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(warned, "no delay warning");
+    // Then it gives up with an error, never claiming `set`.
+    let mut failed = None;
+    for _ in 0..200 {
+        let (_, body) = app.get_code(id).await;
+        let errors = body["access_code"]["errors"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if errors
+            .iter()
+            .any(|e| e["error_code"] == "failed_to_set_on_device")
+        {
+            failed = Some(body["access_code"].clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let failed = failed.expect("never failed");
+    assert_ne!(failed["status"], "set");
+    assert!(app.lock_pins(DEVICE1).await.is_empty());
+    let events = app.event_types(id).await;
+    assert!(events.contains(&"access_code.delay_in_setting_on_device".to_owned()));
+    assert!(events.contains(&"access_code.failed_to_set_on_device".to_owned()));
+
+    // The lock comes back: the code is set after all, and its error clears.
+    app.post(
+        "/devices/simulate/connect",
+        KEY1,
+        json!({ "device_id": DEVICE1 }),
+    )
+    .await;
+    let set = app.wait_for_status(id, "set").await;
+    assert_eq!(set["errors"], json!([]));
+    assert_eq!(app.lock_pins(DEVICE1).await, vec!["6060"]);
+}
+
+#[tokio::test]
+async fn a_pin_already_typed_at_the_keypad_is_reported_as_a_duplicate_not_retried() {
+    let app = spawn_app().await;
+    // Typed at the keypad, not yet read back by Keyway.
+    app.server
+        .store
+        .write_slot(DEVICE1, 200, Some(("9090", Some("keypad"))))
+        .await
+        .unwrap();
+    let blocked = app
+        .create_code(json!({ "device_id": DEVICE1, "code": "9090" }))
+        .await;
+    let other = app
+        .create_code(json!({ "device_id": DEVICE1, "code": "9191" }))
+        .await;
+    let id = blocked["access_code_id"].as_str().unwrap();
+    let mut refused = None;
+    for _ in 0..200 {
+        let (_, body) = app.get_code(id).await;
+        if body["access_code"]["errors"][0]["error_code"] == "duplicate_code_on_device" {
+            refused = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused = refused.expect("duplicate never reported");
+    assert_eq!(refused["access_code"]["status"], "unset");
+    // One bad code does not block the others.
+    app.wait_for_status(other["access_code_id"].as_str().unwrap(), "set")
+        .await;
+    // The keypad code is now known as unmanaged, and was not taken for ours.
+    let (_, unmanaged) = app
+        .get(
+            "/access_codes/unmanaged/list",
+            KEY1,
+            &[("device_id", DEVICE1)],
+        )
+        .await;
+    let pins: Vec<&str> = unmanaged["access_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(pins, vec!["9090"]);
+    let mut lock = app.lock_pins(DEVICE1).await;
+    lock.sort();
+    assert_eq!(lock, vec!["9090", "9191"]);
+}
+
+#[tokio::test]
+async fn work_pending_at_a_crash_resumes_after_restart_and_nothing_is_lost() {
+    let mut app = spawn_app_with(|config| config.sandbox_delay = Duration::from_millis(150)).await;
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        let code = app
+            .create_code(json!({ "device_id": DEVICE1, "code": format!("420{n}") }))
+            .await;
+        ids.push(code["access_code_id"].as_str().unwrap().to_owned());
+    }
+    // Killed while the lock is still being programmed.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.restart().await;
+    for id in &ids {
+        app.wait_for_status(id, "set").await;
+    }
+    let mut pins = app.lock_pins(DEVICE1).await;
+    pins.sort();
+    assert_eq!(pins, vec!["4200", "4201", "4202", "4203"]);
+
+    // Killed with a removal pending: it still happens.
+    let (status, _) = app
+        .post(
+            "/access_codes/delete",
+            KEY1,
+            json!({ "access_code_id": ids[0] }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    app.kill();
+    app.restart().await;
+    app.wait_until_gone(&ids[0]).await;
+    let mut pins = app.lock_pins(DEVICE1).await;
+    pins.sort();
+    assert_eq!(pins, vec!["4201", "4202", "4203"]);
+    // Each code appears once on the lock and once in the API.
+    let (_, list) = app
+        .get("/access_codes/list", KEY1, &[("device_id", DEVICE1)])
+        .await;
+    assert_eq!(list["access_codes"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn sync_true_answers_after_the_lock_did_it() {
+    let app = spawn_app_with(|config| config.sandbox_delay = Duration::from_millis(50)).await;
+    let (status, body) = app
+        .post(
+            "/access_codes/create",
+            KEY1,
+            json!({ "device_id": DEVICE1, "code": "2468", "sync": true }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["access_code"]["status"], "set");
+    assert_eq!(body["action_attempt"]["status"], "success");
+    let id = body["access_code"]["access_code_id"].as_str().unwrap();
+    let (_, deleted) = app
+        .post(
+            "/access_codes/delete",
+            KEY1,
+            json!({ "access_code_id": id, "sync": true }),
+        )
+        .await;
+    assert_eq!(deleted["action_attempt"]["status"], "success");
+    assert!(app.lock_pins(DEVICE1).await.is_empty());
+}

@@ -1,0 +1,198 @@
+//! `spawn_app()`: a seeded Keyway on 127.0.0.1:0 with its own temporary data directory.
+
+use std::time::Duration;
+
+use keyway_core::retry::RetryPolicy;
+use keyway_server::{EngineConfig, RunningServer, ServerConfig};
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub const KEY1: &str = "seam_apikey1_token";
+pub const KEY2: &str = "seam_apikey2_token";
+pub const DEVICE1: &str = "august_device_1";
+
+pub struct TestApp {
+    pub server: RunningServer,
+    _dir: TempDir,
+    pub config: ServerConfig,
+    client: reqwest::Client,
+}
+
+pub fn test_config(dir: &TempDir) -> ServerConfig {
+    ServerConfig {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        data_dir: dir.path().to_path_buf(),
+        database_url: None,
+        seed: true,
+        sandbox_delay: Duration::ZERO,
+        engine: EngineConfig {
+            retry: RetryPolicy {
+                base: Duration::from_millis(50),
+                cap: Duration::from_millis(200),
+                warn_after: Duration::from_millis(300),
+                give_up_after: Duration::from_millis(1500),
+            },
+            ..EngineConfig::default()
+        },
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut ServerConfig)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = test_config(&dir);
+    adjust(&mut config);
+    let server = keyway_server::start(config.clone())
+        .await
+        .expect("server starts");
+    TestApp {
+        server,
+        _dir: dir,
+        config,
+        client: reqwest::Client::new(),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.server.url(), path)
+    }
+
+    /// Kills the server (tasks aborted mid-flight) and starts a new one on the same data.
+    pub async fn restart(&mut self) {
+        self.server.kill();
+        let mut config = self.config.clone();
+        config.seed = false;
+        self.server = keyway_server::start(config).await.expect("server restarts");
+    }
+
+    pub fn kill(&mut self) {
+        self.server.kill();
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        read(response).await
+    }
+
+    pub async fn get(&self, path: &str, key: &str, query: &[(&str, &str)]) -> (u16, Value) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(key)
+            .query(query)
+            .send()
+            .await
+            .expect("request");
+        read(response).await
+    }
+
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    /// Any verb with a JSON body, as workspace 1.
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .request(method, path)
+            .bearer_auth(KEY1)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        read(response).await
+    }
+
+    pub async fn create_code(&self, body: Value) -> Value {
+        let (status, body) = self.post("/access_codes/create", KEY1, body).await;
+        assert_eq!(status, 200, "{body}");
+        body["access_code"].clone()
+    }
+
+    pub async fn get_code(&self, access_code_id: &str) -> (u16, Value) {
+        self.post(
+            "/access_codes/get",
+            KEY1,
+            serde_json::json!({ "access_code_id": access_code_id }),
+        )
+        .await
+    }
+
+    /// Polls until the code's status is `status` (bounded), and answers the code.
+    pub async fn wait_for_status(&self, access_code_id: &str, status: &str) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..200 {
+            let (code, body) = self.get_code(access_code_id).await;
+            if code == 200 && body["access_code"]["status"] == status {
+                return body["access_code"].clone();
+            }
+            last = body;
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("access code {access_code_id} never reached {status}: {last}");
+    }
+
+    /// Polls until the code is gone (404), bounded.
+    pub async fn wait_until_gone(&self, access_code_id: &str) -> Value {
+        for _ in 0..200 {
+            let (code, body) = self.get_code(access_code_id).await;
+            if code == 404 {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("access code {access_code_id} was never removed");
+    }
+
+    /// PINs the sandbox lock holds, slot by slot.
+    pub async fn lock_pins(&self, device_id: &str) -> Vec<String> {
+        self.server
+            .store
+            .sandbox_slots(device_id)
+            .await
+            .expect("slots")
+            .into_iter()
+            .map(|c| c.code)
+            .collect()
+    }
+
+    pub async fn event_types(&self, access_code_id: &str) -> Vec<String> {
+        let (status, body) = self
+            .post(
+                "/events/list",
+                KEY1,
+                serde_json::json!({ "access_code_id": access_code_id }),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| e["event_type"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+}
+
+pub async fn read(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+    (status, body)
+}
+
+/// An instant `millis` from now, as an ISO string.
+pub fn in_millis(millis: i64) -> String {
+    let at = chrono::Utc::now() + chrono::Duration::milliseconds(millis);
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
