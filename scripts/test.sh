@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, Rust unit and integration tests, and the official
+# Seam SDKs (npm `@seamapi/http`, npm `seamapi` v8, PyPI `seam`) run against a real Keyway.
+# Installs what the SDK tests need (npm / pip packages) by itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --all-targets -- -D warnings
+echo "==> cargo test"
+cargo test --workspace
+echo "==> official SDKs against keyway serve --seed"
+bash tests/sdk/run.sh
+echo "==> all tests passed"
