@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod lifecycle;
 pub mod policy;
+pub mod reconcile;
 pub mod retry;
 pub mod window;
 

@@ -25,6 +25,10 @@ pub enum EventType {
     AccessCodeDelayInRemovingFromDevice,
     #[serde(rename = "access_code.failed_to_remove_from_device")]
     AccessCodeFailedToRemoveFromDevice,
+    #[serde(rename = "access_code.modified_external_to_seam")]
+    AccessCodeModifiedExternalToSeam,
+    #[serde(rename = "access_code.deleted_external_to_seam")]
+    AccessCodeDeletedExternalToSeam,
     #[serde(rename = "access_code.unmanaged.created")]
     AccessCodeUnmanagedCreated,
     #[serde(rename = "access_code.unmanaged.removed")]
@@ -36,7 +40,7 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 13] = [
+    pub const ALL: [EventType; 15] = [
         EventType::AccessCodeCreated,
         EventType::AccessCodeChanged,
         EventType::AccessCodeSetOnDevice,
@@ -46,6 +50,8 @@ impl EventType {
         EventType::AccessCodeFailedToSetOnDevice,
         EventType::AccessCodeDelayInRemovingFromDevice,
         EventType::AccessCodeFailedToRemoveFromDevice,
+        EventType::AccessCodeModifiedExternalToSeam,
+        EventType::AccessCodeDeletedExternalToSeam,
         EventType::AccessCodeUnmanagedCreated,
         EventType::AccessCodeUnmanagedRemoved,
         EventType::DeviceConnected,
@@ -67,6 +73,8 @@ impl EventType {
             EventType::AccessCodeFailedToRemoveFromDevice => {
                 "access_code.failed_to_remove_from_device"
             }
+            EventType::AccessCodeModifiedExternalToSeam => "access_code.modified_external_to_seam",
+            EventType::AccessCodeDeletedExternalToSeam => "access_code.deleted_external_to_seam",
             EventType::AccessCodeUnmanagedCreated => "access_code.unmanaged.created",
             EventType::AccessCodeUnmanagedRemoved => "access_code.unmanaged.removed",
             EventType::DeviceConnected => "device.connected",

@@ -72,6 +72,9 @@ pub struct ServeArgs {
     /// Seconds of failed attempts before the engine gives up (`failed_to_*` error).
     #[arg(long, env = "KEYWAY_GIVE_UP_AFTER_SECS", default_value_t = 900)]
     pub give_up_after_secs: u64,
+    /// Seconds between read-backs of each lock (jittered; backs off while a lock is offline).
+    #[arg(long, env = "KEYWAY_POLL_INTERVAL_SECS", default_value_t = 60.0)]
+    pub poll_interval_secs: f64,
 }
 
 impl ServeArgs {
@@ -96,6 +99,9 @@ impl ServeArgs {
                     warn_after: Duration::from_secs(self.warn_after_secs),
                     give_up_after: Duration::from_secs(self.give_up_after_secs),
                 },
+                poll_interval: Duration::try_from_secs_f64(self.poll_interval_secs)
+                    .unwrap_or(Duration::from_secs(60))
+                    .max(Duration::from_millis(100)),
                 ..EngineConfig::default()
             },
         }

@@ -12,11 +12,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keyway_core::lifecycle::{next_step, Absence, Intent, Known, SlotView, Step, Target};
+use keyway_core::reconcile::{drift, Confirmed, Drift};
 use keyway_core::retry::{RetryPolicy, Verdict};
 use keyway_core::Clock;
 use keyway_drivers::{DriverError, LockCode, LockDriver, Refusal};
 use keyway_model::{EventType, Timestamp};
-use keyway_store::{CodeOutcome, DeviceJob, DeviceRecord, EngineCode, LockObservation, Store};
+use keyway_store::{
+    CodeOutcome, DeviceJob, DeviceRecord, EngineCode, ExternalChange, LockObservation, Store,
+};
+use rand::Rng;
 use tokio::sync::{broadcast, Notify, Semaphore};
 use tracing::{info, instrument, warn};
 
@@ -30,6 +34,8 @@ pub struct EngineConfig {
     pub concurrency: usize,
     /// How many due jobs of one device are taken per lock read.
     pub batch: u32,
+    /// How often each lock is read back (jittered by ±10%; backs off while it is unreachable).
+    pub poll_interval: Duration,
 }
 
 impl Default for EngineConfig {
@@ -39,6 +45,7 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(30),
             concurrency: 256,
             batch: 500,
+            poll_interval: Duration::from_secs(60),
         }
     }
 }
@@ -93,6 +100,9 @@ impl Engine {
 
     /// Runs the dispatcher until the task is dropped.
     pub async fn run(self: Arc<Self>) {
+        if let Err(error) = self.store.ensure_reads(self.clock.now()).await {
+            warn!(%error, "could not schedule lock read-backs");
+        }
         loop {
             if let Err(error) = self.dispatch().await {
                 warn!(%error, "engine dispatch failed");
@@ -183,48 +193,100 @@ impl Engine {
                 self.store.delete_jobs(&job_ids).await?;
                 return Ok(());
             };
-            match self.drivers.for_device(&device) {
-                Some(driver) => self.work_batch(&device, driver.as_ref(), &jobs).await?,
-                None => warn!(provider = %device.provider, "no driver for device"),
-            }
+            let next_read = match self.drivers.for_device(&device) {
+                Some(driver) => Some(self.work_batch(&device, driver.as_ref(), &jobs).await?),
+                None => {
+                    warn!(provider = %device.provider, "no driver for device");
+                    None
+                }
+            };
             self.store.delete_jobs(&job_ids).await?;
+            if let Some((at, failed_reads)) = next_read {
+                self.store
+                    .schedule_read(device_id, at, failed_reads)
+                    .await?;
+            }
             let _ = self.synced.send(device_id.to_owned());
         }
     }
 
+    /// Reads the lock once and works every code of the batch; answers when (and after how many
+    /// failed reads) the lock should be read next.
     async fn work_batch(
         &self,
         device: &DeviceRecord,
         driver: &dyn LockDriver,
         jobs: &[DeviceJob],
-    ) -> keyway_store::Result<()> {
+    ) -> keyway_store::Result<(Timestamp, i64)> {
         // One look at a code per batch, with the attempts of its most-tried job.
         let mut work: Vec<(String, i64)> = Vec::new();
+        let mut failed_reads = 0;
         for job in jobs {
-            if let Some(id) = &job.access_code_id {
-                match work.iter_mut().find(|(code, _)| code == id) {
+            match &job.access_code_id {
+                Some(id) => match work.iter_mut().find(|(code, _)| code == id) {
                     Some(entry) => entry.1 = entry.1.max(job.attempts),
                     None => work.push((id.clone(), job.attempts)),
-                }
+                },
+                None => failed_reads = failed_reads.max(job.attempts),
             }
         }
-        let mut codes = Vec::with_capacity(work.len());
-        for (id, attempts) in work {
-            if let Some(code) = self.store.engine_code(&id).await? {
-                codes.push((code, attempts));
-            }
-        }
-        let mut lock = match driver.read_codes(&device.device_id).await {
+        let read = driver.read_codes(&device.device_id).await;
+        let now = self.clock.now();
+        let mut lock = match read {
             Ok(lock) => lock,
             Err(error) => {
-                for (code, attempts) in &codes {
-                    let removal = code_target(code, self.clock.now()) != Target::OnLock;
-                    self.retry_later(device, code, *attempts, removal, &error)
-                        .await?;
+                for (id, attempts) in work {
+                    if let Some(code) = self.store.engine_code(&id).await? {
+                        let removal = code_target(&code, now) != Target::OnLock;
+                        self.retry_later(device, &code, attempts, removal, &error)
+                            .await?;
+                    }
                 }
-                return Ok(());
+                let backoff = self
+                    .config
+                    .poll_interval
+                    .saturating_mul(1 << failed_reads.clamp(0, 4));
+                return Ok((at_offset(now, jittered(backoff)), failed_reads + 1));
             }
         };
+        // Codes changed at the lock behind Keyway's back.
+        let confirmed = self.store.confirmed_codes(&device.device_id).await?;
+        let view: Vec<SlotView<'_>> = lock
+            .iter()
+            .map(|c| SlotView {
+                slot: c.slot,
+                pin: &c.code,
+            })
+            .collect();
+        let expected: Vec<Confirmed<'_>> = confirmed
+            .iter()
+            .filter_map(|c| {
+                u32::try_from(c.slot).ok().map(|slot| Confirmed {
+                    access_code_id: &c.access_code_id,
+                    slot,
+                    confirmed: &c.confirmed_code,
+                })
+            })
+            .collect();
+        for change in drift(&expected, &view) {
+            let (id, change) = match change {
+                Drift::Modified {
+                    access_code_id,
+                    pin,
+                } => (access_code_id, ExternalChange::Modified { pin }),
+                Drift::Deleted { access_code_id } => (access_code_id, ExternalChange::Deleted),
+            };
+            let Some(code) = confirmed.iter().find(|c| c.access_code_id == id) else {
+                continue;
+            };
+            warn!(access_code_id = %id, ?change, "access code changed at the lock");
+            self.store
+                .record_external_change(device, code, change, now)
+                .await?;
+            if !code.is_external_modification_allowed && !work.iter().any(|(w, _)| *w == id) {
+                work.push((id, 0));
+            }
+        }
         let observed: Vec<LockObservation> = lock
             .iter()
             .map(|c| LockObservation {
@@ -233,14 +295,18 @@ impl Engine {
                 name: c.name.clone(),
             })
             .collect();
-        self.store
-            .observe_lock(device, &observed, self.clock.now())
-            .await?;
+        self.store.observe_lock(device, &observed, now).await?;
+        let mut codes = Vec::with_capacity(work.len());
+        for (id, attempts) in work {
+            if let Some(code) = self.store.engine_code(&id).await? {
+                codes.push((code, attempts));
+            }
+        }
         // Removals first, so that a PIN leaving the lock frees its place for the next one.
-        let now = self.clock.now();
         codes.sort_by_key(|(code, _)| code_target(code, now) == Target::OnLock);
         let mut reserved = self.store.reserved_slots(&device.device_id).await?;
         let mut renewed_at = std::time::Instant::now();
+        let before = lock.clone();
         for (code, attempts) in codes {
             if renewed_at.elapsed() > self.config.lease / 3 {
                 let now = self.clock.now();
@@ -251,14 +317,20 @@ impl Engine {
                     .await?
                 {
                     warn!("lost the device lease; leaving the rest to its new holder");
-                    return Ok(());
+                    return Ok((now, 0));
                 }
                 renewed_at = std::time::Instant::now();
             }
             self.step(device, driver, &code, attempts, &mut lock, &mut reserved)
                 .await?;
         }
-        Ok(())
+        // After changing the lock, read it back at once; otherwise at the next poll.
+        let next_read = if lock != before {
+            self.clock.now()
+        } else {
+            at_offset(self.clock.now(), jittered(self.config.poll_interval))
+        };
+        Ok((next_read, 0))
     }
 
     /// Takes one code one step further on its lock.
@@ -533,5 +605,16 @@ fn code_target(code: &EngineCode, now: Timestamp) -> Target {
 }
 
 fn lease_end(now: Timestamp, lease: Duration) -> Timestamp {
-    Timestamp::from_millis(now.millis() + lease.as_millis() as i64).unwrap_or(now)
+    at_offset(now, lease)
+}
+
+fn at_offset(now: Timestamp, offset: Duration) -> Timestamp {
+    let millis = i64::try_from(offset.as_millis()).unwrap_or(i64::MAX / 2);
+    Timestamp::from_millis(now.millis().saturating_add(millis)).unwrap_or(now)
+}
+
+/// `interval` ± 10%, so that locks read on the same schedule spread out.
+fn jittered(interval: Duration) -> Duration {
+    let factor = rand::thread_rng().gen_range(0.9..1.1);
+    interval.mul_f64(factor)
 }

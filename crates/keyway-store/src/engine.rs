@@ -69,7 +69,160 @@ pub enum CodeOutcome {
     },
 }
 
+/// A code confirmed on its lock, as the reconciliation compares it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ConfirmedCode {
+    pub access_code_id: String,
+    pub slot: i64,
+    pub confirmed_code: String,
+    pub is_external_modification_allowed: bool,
+}
+
+/// A confirmed code found changed at the lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExternalChange {
+    Modified { pin: String },
+    Deleted,
+}
+
 impl Store {
+    /// Managed codes the lock confirmed and that should still be on it.
+    pub async fn confirmed_codes(&self, device_id: &str) -> Result<Vec<ConfirmedCode>> {
+        Ok(sqlx::query_as(
+            "SELECT access_code_id, slot, confirmed_code, is_external_modification_allowed
+             FROM access_codes WHERE device_id = ? AND is_managed = 1 AND status = 'set'
+             AND deleted = 0 AND slot IS NOT NULL AND confirmed_code IS NOT NULL",
+        )
+        .bind(device_id)
+        .fetch_all(&self.writer)
+        .await?)
+    }
+
+    /// Records a change made at the lock to a confirmed code. Unless the code allows external
+    /// modification, it gets a warning and a job to put it back; otherwise Keyway takes the
+    /// lock's word for it.
+    pub async fn record_external_change(
+        &self,
+        device: &DeviceRecord,
+        code: &ConfirmedCode,
+        change: ExternalChange,
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        let id = code.access_code_id.as_str();
+        let event = match change {
+            ExternalChange::Modified { .. } => EventType::AccessCodeModifiedExternalToSeam,
+            ExternalChange::Deleted => EventType::AccessCodeDeletedExternalToSeam,
+        };
+        insert_event(&mut tx, event, device, Some(id), None, now).await?;
+        match (code.is_external_modification_allowed, change) {
+            (true, ExternalChange::Modified { pin }) => {
+                sqlx::query(
+                    "UPDATE access_codes SET code = ?, confirmed_code = ? WHERE access_code_id = ?",
+                )
+                .bind(&pin)
+                .bind(&pin)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            (true, ExternalChange::Deleted) => {
+                sqlx::query("DELETE FROM access_codes WHERE access_code_id = ?")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM device_jobs WHERE access_code_id = ?")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            (false, change) => {
+                let Some(row) = try_fetch_code(&mut tx, id).await? else {
+                    return Ok(());
+                };
+                let mut warnings = row.warnings()?;
+                warnings.retain(|w| w.warning_code != "code_modified_external_to_seam");
+                warnings.push(AccessCodeWarning {
+                    warning_code: "code_modified_external_to_seam".into(),
+                    message: "Code was modified or removed externally after Keyway set it on the \
+                              device; Keyway is putting it back."
+                        .into(),
+                    created_at: Some(now),
+                });
+                // What the slot holds now is what Keyway overwrites (the slot stays ours).
+                let held = match change {
+                    ExternalChange::Modified { pin } => Some(pin),
+                    ExternalChange::Deleted => None,
+                };
+                sqlx::query(
+                    "UPDATE access_codes SET status = 'setting', confirmed_code = ?, warnings = ?,
+                        pending_since = ? WHERE access_code_id = ?",
+                )
+                .bind(held)
+                .bind(json(&warnings)?)
+                .bind(now.millis())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                insert_job(&mut tx, &device.device_id, Some(id), now, now).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Makes sure the lock is read back at `at` at the latest (with `attempts` failed reads
+    /// so far, for back-off).
+    pub async fn schedule_read(&self, device_id: &str, at: Timestamp, attempts: i64) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        let existing: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT job_id, run_after FROM device_jobs WHERE device_id = ? AND access_code_id IS NULL
+             ORDER BY run_after LIMIT 1",
+        )
+        .bind(device_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match existing {
+            Some((job_id, run_after)) if run_after > at.millis() => {
+                sqlx::query("UPDATE device_jobs SET run_after = ?, attempts = ? WHERE job_id = ?")
+                    .bind(at.millis())
+                    .bind(attempts)
+                    .bind(job_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Some(_) => {}
+            None => {
+                sqlx::query(
+                    "INSERT INTO device_jobs (device_id, access_code_id, run_after, attempts, created_at)
+                     VALUES (?, NULL, ?, ?, ?)",
+                )
+                .bind(device_id)
+                .bind(at.millis())
+                .bind(attempts)
+                .bind(at.millis())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Gives every device without a scheduled read-back one, due now.
+    pub async fn ensure_reads(&self, now: Timestamp) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO device_jobs (device_id, access_code_id, run_after, created_at)
+             SELECT d.device_id, NULL, ?, ? FROM devices d WHERE NOT EXISTS (
+                SELECT 1 FROM device_jobs j WHERE j.device_id = d.device_id AND j.access_code_id IS NULL)",
+        )
+        .bind(now.millis())
+        .bind(now.millis())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
     /// Devices with due work whose lease is free.
     pub async fn due_devices(&self, now: Timestamp, limit: u32) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar(
@@ -433,11 +586,15 @@ async fn apply_outcome(
         }
         CodeOutcome::Set { slot } => {
             let newly_set = row.status != "set" || row.confirmed_code != row.code;
+            // Delays are over; the record of an external modification stays.
+            let mut warnings = row.warnings()?;
+            warnings.retain(|w| w.warning_code == "code_modified_external_to_seam");
             sqlx::query(
                 "UPDATE access_codes SET slot = ?, confirmed_code = code, status = 'set',
-                    errors = '[]', warnings = '[]', pending_since = NULL WHERE access_code_id = ?",
+                    errors = '[]', warnings = ?, pending_since = NULL WHERE access_code_id = ?",
             )
             .bind(i64::from(slot))
+            .bind(json(&warnings)?)
             .bind(&id)
             .execute(&mut **tx)
             .await?;

@@ -26,7 +26,9 @@ pub use access_codes::{
     AccessCodeChanges, AccessCodeFilter, CodeLookup, NewAccessCode, UpdateOutcome,
 };
 pub use accounts::{DeviceCodeRules, DeviceRecord, NewWorkspace};
-pub use engine::{CodeOutcome, DeviceJob, EngineCode, LockObservation};
+pub use engine::{
+    CodeOutcome, ConfirmedCode, DeviceJob, EngineCode, ExternalChange, LockObservation,
+};
 pub use events::EventFilter;
 pub use seed::{SeedIds, SEED};
 

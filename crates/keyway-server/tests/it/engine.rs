@@ -202,3 +202,147 @@ async fn sync_true_answers_after_the_lock_did_it() {
     assert_eq!(deleted["action_attempt"]["status"], "success");
     assert!(app.lock_pins(DEVICE1).await.is_empty());
 }
+
+async fn set_code(app: &TestApp, body: serde_json::Value) -> (String, u32) {
+    let code = app.create_code(body).await;
+    let id = code["access_code_id"].as_str().unwrap().to_owned();
+    app.wait_for_status(&id, "set").await;
+    let pin = code["code"].as_str().unwrap().to_owned();
+    let slots = app.server.store.sandbox_slots(DEVICE1).await.unwrap();
+    let slot = slots
+        .iter()
+        .find(|s| s.code == pin)
+        .expect("on the lock")
+        .slot;
+    (id, slot)
+}
+
+async fn wait_for_event(app: &TestApp, id: &str, event: &str) {
+    for _ in 0..200 {
+        if app.event_types(id).await.iter().any(|e| e == event) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no {event} for {id}");
+}
+
+async fn wait_for_lock(app: &TestApp, pins: &[&str]) {
+    let mut last = Vec::new();
+    for _ in 0..200 {
+        last = app.lock_pins(DEVICE1).await;
+        last.sort();
+        if last == pins {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("lock holds {last:?}, wanted {pins:?}");
+}
+
+#[tokio::test]
+async fn a_code_edited_or_erased_at_the_keypad_is_reported_and_put_back() {
+    let app = spawn_app().await;
+    let (id, slot) = set_code(&app, json!({ "device_id": DEVICE1, "code": "1122" })).await;
+    // Someone edits the slot at the keypad.
+    app.server
+        .store
+        .write_slot(DEVICE1, slot, Some(("9988", None)))
+        .await
+        .unwrap();
+    wait_for_event(&app, &id, "access_code.modified_external_to_seam").await;
+    wait_for_lock(&app, &["1122"]).await;
+    let set = app.wait_for_status(&id, "set").await;
+    assert_eq!(set["code"], "1122");
+    assert_eq!(
+        set["warnings"][0]["warning_code"],
+        "code_modified_external_to_seam"
+    );
+    // The edited PIN was not taken for an unmanaged code of its own.
+    let (_, unmanaged) = app
+        .get(
+            "/access_codes/unmanaged/list",
+            KEY1,
+            &[("device_id", DEVICE1)],
+        )
+        .await;
+    assert_eq!(unmanaged["access_codes"], json!([]));
+
+    // Someone erases it.
+    app.server
+        .store
+        .write_slot(DEVICE1, slot, None)
+        .await
+        .unwrap();
+    wait_for_event(&app, &id, "access_code.deleted_external_to_seam").await;
+    wait_for_lock(&app, &["1122"]).await;
+    app.wait_for_status(&id, "set").await;
+}
+
+#[tokio::test]
+async fn external_edits_are_accepted_when_the_code_allows_them() {
+    let app = spawn_app().await;
+    let (id, slot) = set_code(
+        &app,
+        json!({ "device_id": DEVICE1, "code": "3344", "allow_external_modification": true }),
+    )
+    .await;
+    app.server
+        .store
+        .write_slot(DEVICE1, slot, Some(("5566", None)))
+        .await
+        .unwrap();
+    wait_for_event(&app, &id, "access_code.modified_external_to_seam").await;
+    let (_, got) = app.get_code(&id).await;
+    assert_eq!(got["access_code"]["code"], "5566");
+    assert_eq!(got["access_code"]["status"], "set");
+    assert_eq!(app.lock_pins(DEVICE1).await, vec!["5566"]);
+
+    app.server
+        .store
+        .write_slot(DEVICE1, slot, None)
+        .await
+        .unwrap();
+    app.wait_until_gone(&id).await;
+    assert!(app.lock_pins(DEVICE1).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_keypad_code_that_disappears_is_no_longer_listed() {
+    let app = spawn_app().await;
+    app.server
+        .store
+        .write_slot(DEVICE1, 77, Some(("7777", Some("Guest"))))
+        .await
+        .unwrap();
+    let mut id = None;
+    for _ in 0..100 {
+        let (_, list) = app
+            .get(
+                "/access_codes/unmanaged/list",
+                KEY1,
+                &[("device_id", DEVICE1)],
+            )
+            .await;
+        if let Some(code) = list["access_codes"].as_array().and_then(|a| a.first()) {
+            id = code["access_code_id"].as_str().map(str::to_owned);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let id = id.expect("poller never found the keypad code");
+    app.server
+        .store
+        .write_slot(DEVICE1, 77, None)
+        .await
+        .unwrap();
+    wait_for_event(&app, &id, "access_code.unmanaged.removed").await;
+    let (status, _) = app
+        .get(
+            "/access_codes/unmanaged/get",
+            KEY1,
+            &[("access_code_id", &id)],
+        )
+        .await;
+    assert_eq!(status, 404);
+}

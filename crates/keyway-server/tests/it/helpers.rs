@@ -32,6 +32,7 @@ pub fn test_config(dir: &TempDir) -> ServerConfig {
                 warn_after: Duration::from_millis(300),
                 give_up_after: Duration::from_millis(1500),
             },
+            poll_interval: Duration::from_millis(200),
             ..EngineConfig::default()
         },
     }
