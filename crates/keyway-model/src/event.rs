@@ -33,6 +33,8 @@ pub enum EventType {
     AccessCodeUnmanagedCreated,
     #[serde(rename = "access_code.unmanaged.removed")]
     AccessCodeUnmanagedRemoved,
+    #[serde(rename = "access_code.unmanaged.converted_to_managed")]
+    AccessCodeUnmanagedConvertedToManaged,
     #[serde(rename = "device.connected")]
     DeviceConnected,
     #[serde(rename = "device.disconnected")]
@@ -40,7 +42,7 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 15] = [
+    pub const ALL: [EventType; 16] = [
         EventType::AccessCodeCreated,
         EventType::AccessCodeChanged,
         EventType::AccessCodeSetOnDevice,
@@ -54,6 +56,7 @@ impl EventType {
         EventType::AccessCodeDeletedExternalToSeam,
         EventType::AccessCodeUnmanagedCreated,
         EventType::AccessCodeUnmanagedRemoved,
+        EventType::AccessCodeUnmanagedConvertedToManaged,
         EventType::DeviceConnected,
         EventType::DeviceDisconnected,
     ];
@@ -77,6 +80,9 @@ impl EventType {
             EventType::AccessCodeDeletedExternalToSeam => "access_code.deleted_external_to_seam",
             EventType::AccessCodeUnmanagedCreated => "access_code.unmanaged.created",
             EventType::AccessCodeUnmanagedRemoved => "access_code.unmanaged.removed",
+            EventType::AccessCodeUnmanagedConvertedToManaged => {
+                "access_code.unmanaged.converted_to_managed"
+            }
             EventType::DeviceConnected => "device.connected",
             EventType::DeviceDisconnected => "device.disconnected",
         }

@@ -262,6 +262,75 @@ impl Store {
         Ok(attempt)
     }
 
+    /// Takes over an unmanaged code: it stays on the lock and is managed from now on.
+    /// Answers `false` when the workspace has no such unmanaged code.
+    pub async fn convert_unmanaged(
+        &self,
+        workspace_id: &str,
+        access_code_id: &str,
+        is_external_modification_allowed: bool,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let done = sqlx::query(
+            "UPDATE access_codes SET is_managed = 1, status = 'set', confirmed_code = code,
+                is_external_modification_allowed = ?
+             WHERE access_code_id = ? AND workspace_id = ? AND is_managed = 0 AND deleted = 0",
+        )
+        .bind(is_external_modification_allowed)
+        .bind(access_code_id)
+        .bind(workspace_id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let row = fetch_code(&mut tx, access_code_id).await?;
+        let device = crate::accounts::device_in_tx(&mut tx, &row.device_id).await?;
+        insert_event(
+            &mut tx,
+            EventType::AccessCodeUnmanagedConvertedToManaged,
+            &device,
+            Some(access_code_id),
+            None,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Asks the engine to take an unmanaged code off its lock.
+    pub async fn delete_unmanaged(
+        &self,
+        device: &DeviceRecord,
+        access_code_id: &str,
+        now: Timestamp,
+    ) -> Result<ActionAttempt> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "UPDATE access_codes SET deleted = 1, pending_since = ?
+             WHERE access_code_id = ? AND workspace_id = ? AND is_managed = 0",
+        )
+        .bind(now.millis())
+        .bind(access_code_id)
+        .bind(&device.workspace_id)
+        .execute(&mut *tx)
+        .await?;
+        insert_job(&mut tx, &device.device_id, Some(access_code_id), now, now).await?;
+        let attempt = insert_attempt(
+            &mut tx,
+            &device.workspace_id,
+            ActionType::DeleteAccessCode,
+            Some(access_code_id),
+            &device.device_id,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(attempt)
+    }
+
     /// A managed code of the workspace, by id or by (device, PIN).
     pub async fn get_access_code(
         &self,
@@ -294,6 +363,7 @@ impl Store {
         let (access_code_id, device_id, code) = lookup.parts();
         let sql = format!(
             "SELECT {CODE_COLUMNS} FROM access_codes WHERE workspace_id = ? AND is_managed = ?
+             AND (is_managed = 1 OR deleted = 0)
              AND (? IS NULL OR access_code_id = ?) AND (? IS NULL OR device_id = ?)
              AND (? IS NULL OR code = ?) ORDER BY deleted, seq LIMIT 1"
         );
@@ -339,7 +409,7 @@ impl Store {
             .map(|ids| serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()));
         let sql = format!(
             "SELECT {CODE_COLUMNS} FROM access_codes WHERE workspace_id = ? AND is_managed = ?
-             AND (? IS NULL OR device_id = ?)
+             AND (is_managed = 1 OR deleted = 0) AND (? IS NULL OR device_id = ?)
              AND (? IS NULL OR access_code_id IN (SELECT value FROM json_each(?)))
              AND seq > ? ORDER BY seq LIMIT ?"
         );

@@ -382,6 +382,17 @@ impl Store {
     }
 }
 
+pub(crate) async fn device_in_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    device_id: &str,
+) -> Result<DeviceRecord> {
+    let sql = format!("{DEVICE_SELECT} WHERE d.device_id = ?");
+    Ok(sqlx::query_as(&sql)
+        .bind(device_id)
+        .fetch_one(&mut **tx)
+        .await?)
+}
+
 /// Cuts `limit + 1` rows into a page and the cursor of the next one.
 pub(crate) fn paginate<R, T>(
     mut rows: Vec<R>,

@@ -367,7 +367,8 @@ impl Store {
 
     pub async fn engine_code(&self, access_code_id: &str) -> Result<Option<EngineCode>> {
         let sql = format!(
-            "SELECT {CODE_COLUMNS} FROM access_codes WHERE access_code_id = ? AND is_managed = 1"
+            "SELECT {CODE_COLUMNS} FROM access_codes WHERE access_code_id = ?
+             AND (is_managed = 1 OR deleted = 1)"
         );
         let row: Option<AccessCodeRow> = sqlx::query_as(&sql)
             .bind(access_code_id)
@@ -630,26 +631,19 @@ async fn apply_outcome(
                 .bind(&id)
                 .execute(&mut **tx)
                 .await?;
-            if was_on_lock {
-                insert_event(
-                    tx,
-                    EventType::AccessCodeRemovedFromDevice,
-                    device,
-                    Some(&id),
-                    None,
-                    now,
-                )
-                .await?;
+            let events: &[(EventType, Option<&str>)] = if !row.is_managed {
+                &[(EventType::AccessCodeUnmanagedRemoved, None)]
+            } else if was_on_lock {
+                &[
+                    (EventType::AccessCodeRemovedFromDevice, None),
+                    (EventType::AccessCodeDeleted, row.code.as_deref()),
+                ]
+            } else {
+                &[(EventType::AccessCodeDeleted, row.code.as_deref())]
+            };
+            for (event, code) in events {
+                insert_event(tx, *event, device, Some(&id), *code, now).await?;
             }
-            insert_event(
-                tx,
-                EventType::AccessCodeDeleted,
-                device,
-                Some(&id),
-                row.code.as_deref(),
-                now,
-            )
-            .await?;
             for (attempt_id, action_type) in pending_attempts(tx, &id).await? {
                 let outcome = if action_type == ActionType::DeleteAccessCode.as_str() {
                     Ok(serde_json::json!({}))

@@ -22,6 +22,7 @@ pub(crate) struct AccessCodeRow {
     pub access_code_id: String,
     pub workspace_id: String,
     pub device_id: String,
+    pub is_managed: bool,
     pub name: Option<String>,
     pub code: Option<String>,
     #[sqlx(rename = "type")]

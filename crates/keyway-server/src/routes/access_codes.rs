@@ -45,6 +45,12 @@ pub fn router() -> Router<AppState> {
         )
         .route("/access_codes/unmanaged/list", read(list_unmanaged))
         .route("/access_codes/unmanaged/get", read(get_unmanaged))
+        .route(
+            "/access_codes/unmanaged/convert_to_managed",
+            update(convert_to_managed),
+        )
+        .route("/access_codes/unmanaged/update", update(update_unmanaged))
+        .route("/access_codes/unmanaged/delete", delete(delete_unmanaged))
 }
 
 async fn device_of(
@@ -659,4 +665,104 @@ async fn get_unmanaged(
         .filter(|c| params.device_id.as_ref().is_none_or(|d| *d == c.device_id))
         .ok_or_else(ApiError::access_code_not_found)?;
     Ok(Json(json!({ "access_code": code, "ok": true })))
+}
+
+#[derive(Deserialize)]
+struct ConvertParams {
+    access_code_id: String,
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    allow_external_modification: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    is_external_modification_allowed: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    is_managed: Option<bool>,
+}
+
+async fn convert(
+    state: &AppState,
+    workspace_id: &str,
+    params: &ConvertParams,
+) -> Result<(), ApiError> {
+    let allowed = params
+        .allow_external_modification
+        .or(params.is_external_modification_allowed)
+        .unwrap_or(false);
+    let converted = state
+        .store
+        .convert_unmanaged(
+            workspace_id,
+            &params.access_code_id,
+            allowed,
+            state.clock.now(),
+        )
+        .await?;
+    if !converted {
+        return Err(ApiError::access_code_not_found());
+    }
+    Ok(())
+}
+
+/// The code stays on the lock; Keyway manages it from now on.
+async fn convert_to_managed(
+    State(state): State<AppState>,
+    Auth(workspace): Auth,
+    Params(params): Params<ConvertParams>,
+) -> Result<Json<Value>, ApiError> {
+    convert(&state, &workspace.workspace_id, &params).await?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+/// `is_managed: true` converts, like `convert_to_managed`.
+async fn update_unmanaged(
+    State(state): State<AppState>,
+    Auth(workspace): Auth,
+    Params(params): Params<ConvertParams>,
+) -> Result<Json<Value>, ApiError> {
+    match params.is_managed {
+        Some(true) => {}
+        Some(false) => {
+            return Err(ApiError::invalid(
+                "is_managed",
+                "An unmanaged access code is already unmanaged",
+            ))
+        }
+        None => return Err(ApiError::invalid("is_managed", "is_managed is required")),
+    }
+    convert(&state, &workspace.workspace_id, &params).await?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+#[derive(Deserialize)]
+struct DeleteUnmanagedParams {
+    access_code_id: String,
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    sync: Option<bool>,
+}
+
+/// Takes an unmanaged code off its lock (through the engine, with an action attempt).
+async fn delete_unmanaged(
+    State(state): State<AppState>,
+    Auth(workspace): Auth,
+    Params(params): Params<DeleteUnmanagedParams>,
+) -> Result<Json<Value>, ApiError> {
+    let code = state
+        .store
+        .get_unmanaged_access_code(
+            &workspace.workspace_id,
+            CodeLookup::Id(&params.access_code_id),
+        )
+        .await?
+        .ok_or_else(ApiError::access_code_not_found)?;
+    let device = device_of(&state, &workspace.workspace_id, &code.device_id).await?;
+    let attempt = state
+        .store
+        .delete_unmanaged(&device, &code.access_code_id, state.clock.now())
+        .await?;
+    state.engine.notify();
+    let attempt = if params.sync == Some(true) {
+        wait_for_attempt(&state, &workspace.workspace_id, attempt).await?
+    } else {
+        attempt
+    };
+    Ok(Json(json!({ "action_attempt": attempt, "ok": true })))
 }
