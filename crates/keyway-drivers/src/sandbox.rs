@@ -16,6 +16,10 @@ use crate::{DriverError, LockCode, LockDriver, Refusal};
 #[derive(Debug, Clone)]
 pub struct SandboxLock {
     pub online: bool,
+    /// The lock was removed from its account: nobody can reach it any more.
+    pub removed: bool,
+    /// The lock times out on this many coming operations.
+    pub fail_next: u32,
     pub delay: Duration,
     pub rules: LockRules,
     pub slots: Vec<LockCode>,
@@ -25,6 +29,8 @@ pub struct SandboxLock {
 #[async_trait]
 pub trait SandboxMemory: Send + Sync {
     async fn load(&self, device_id: &str) -> Result<Option<SandboxLock>, String>;
+    /// Uses up one of the lock's pending simulated failures.
+    async fn consume_failure(&self, device_id: &str) -> Result<(), String>;
     /// Writes (`Some`) or clears (`None`) one slot and counts the operation.
     async fn write_slot(
         &self,
@@ -51,11 +57,21 @@ impl SandboxDriver {
             .await
             .map_err(DriverError::Internal)?
             .ok_or(DriverError::NotFound)?;
+        if lock.removed {
+            return Err(DriverError::NotFound);
+        }
         if !lock.delay.is_zero() {
             tokio::time::sleep(lock.delay).await;
         }
         if !lock.online {
             return Err(DriverError::Offline);
+        }
+        if lock.fail_next > 0 {
+            self.memory
+                .consume_failure(device_id)
+                .await
+                .map_err(DriverError::Internal)?;
+            return Err(DriverError::Timeout);
         }
         Ok(lock)
     }
@@ -194,12 +210,32 @@ mod tests {
         }
     }
 
-    fn driver(max: u32) -> SandboxDriver {
+    struct Test {
+        driver: SandboxDriver,
+        memory: Arc<Memory>,
+    }
+
+    impl std::ops::Deref for Test {
+        type Target = SandboxDriver;
+        fn deref(&self) -> &SandboxDriver {
+            &self.driver
+        }
+    }
+
+    impl Test {
+        fn memory_mut(&self, change: impl FnOnce(&mut SandboxLock)) {
+            change(self.memory.0.lock().unwrap().get_mut("lock").unwrap());
+        }
+    }
+
+    fn driver(max: u32) -> Test {
         let memory = Memory::default();
         memory.0.lock().unwrap().insert(
             "lock".into(),
             SandboxLock {
                 online: true,
+                removed: false,
+                fail_next: 0,
                 delay: Duration::ZERO,
                 rules: LockRules {
                     supported_code_lengths: vec![4, 5, 6],
@@ -209,7 +245,11 @@ mod tests {
                 slots: vec![],
             },
         );
-        SandboxDriver::new(Arc::new(memory))
+        let memory = Arc::new(memory);
+        Test {
+            driver: SandboxDriver::new(memory.clone()),
+            memory,
+        }
     }
 
     #[tokio::test]
@@ -240,6 +280,19 @@ mod tests {
         assert_eq!(codes.len(), 1);
         assert_eq!(codes[0].code, "5678");
         assert_eq!(lock.read_codes("other").await, Err(DriverError::NotFound));
+    }
+
+    #[tokio::test]
+    async fn a_failing_lock_times_out_then_recovers() {
+        let lock = driver(5);
+        lock.memory_mut(|l| l.fail_next = 2);
+        assert_eq!(lock.read_codes("lock").await, Err(DriverError::Timeout));
+        assert_eq!(lock.read_codes("lock").await, Err(DriverError::Timeout));
+        assert_eq!(lock.read_codes("lock").await, Ok(vec![]));
+        lock.memory_mut(|l| l.online = false);
+        assert_eq!(lock.read_codes("lock").await, Err(DriverError::Offline));
+        lock.memory_mut(|l| l.removed = true);
+        assert_eq!(lock.read_codes("lock").await, Err(DriverError::NotFound));
     }
 
     #[tokio::test]

@@ -2,8 +2,8 @@
 //! job, action attempt and event in the same transaction.
 
 use keyway_model::{
-    AccessCode, AccessCodeStatus, AccessCodeType, ActionAttempt, ActionType, EventType, Timestamp,
-    UnmanagedAccessCode,
+    AccessCode, AccessCodeError, AccessCodeStatus, AccessCodeType, ActionAttempt, ActionType,
+    EventType, Timestamp, UnmanagedAccessCode,
 };
 use sqlx::{Sqlite, Transaction};
 
@@ -337,10 +337,13 @@ impl Store {
         workspace_id: &str,
         lookup: CodeLookup<'_>,
     ) -> Result<Option<AccessCode>> {
-        self.find_code(workspace_id, true, lookup)
-            .await?
-            .map(AccessCodeRow::into_managed)
-            .transpose()
+        let Some(code) = self.find_code(workspace_id, true, lookup).await? else {
+            return Ok(None);
+        };
+        let mut codes = vec![code.into_managed()?];
+        self.add_device_errors(&mut codes, |c| (&c.device_id, &mut c.errors))
+            .await?;
+        Ok(codes.pop())
     }
 
     pub async fn get_unmanaged_access_code(
@@ -348,10 +351,13 @@ impl Store {
         workspace_id: &str,
         lookup: CodeLookup<'_>,
     ) -> Result<Option<UnmanagedAccessCode>> {
-        self.find_code(workspace_id, false, lookup)
-            .await?
-            .map(AccessCodeRow::into_unmanaged)
-            .transpose()
+        let Some(code) = self.find_code(workspace_id, false, lookup).await? else {
+            return Ok(None);
+        };
+        let mut codes = vec![code.into_unmanaged()?];
+        self.add_device_errors(&mut codes, |c| (&c.device_id, &mut c.errors))
+            .await?;
+        Ok(codes.pop())
     }
 
     async fn find_code(
@@ -386,7 +392,10 @@ impl Store {
         filter: AccessCodeFilter<'_>,
     ) -> Result<Page<AccessCode>> {
         let rows = self.list_codes(workspace_id, true, &filter).await?;
-        paginate(rows, filter.limit, |r| r.seq, AccessCodeRow::into_managed)
+        let mut page = paginate(rows, filter.limit, |r| r.seq, AccessCodeRow::into_managed)?;
+        self.add_device_errors(&mut page.items, |c| (&c.device_id, &mut c.errors))
+            .await?;
+        Ok(page)
     }
 
     pub async fn list_unmanaged_access_codes(
@@ -395,7 +404,44 @@ impl Store {
         filter: AccessCodeFilter<'_>,
     ) -> Result<Page<UnmanagedAccessCode>> {
         let rows = self.list_codes(workspace_id, false, &filter).await?;
-        paginate(rows, filter.limit, |r| r.seq, AccessCodeRow::into_unmanaged)
+        let mut page = paginate(rows, filter.limit, |r| r.seq, AccessCodeRow::into_unmanaged)?;
+        self.add_device_errors(&mut page.items, |c| (&c.device_id, &mut c.errors))
+            .await?;
+        Ok(page)
+    }
+
+    /// Device and account errors belong on the codes of that device too.
+    async fn add_device_errors<C>(
+        &self,
+        codes: &mut [C],
+        parts: impl Fn(&mut C) -> (&String, &mut Vec<AccessCodeError>),
+    ) -> Result<()> {
+        let mut faults: Vec<(String, Vec<(&'static str, &'static str)>)> = Vec::new();
+        for code in codes.iter_mut() {
+            let (device_id, errors) = parts(code);
+            if !faults.iter().any(|(d, _)| d == device_id) {
+                let found = match self.device_by_id(device_id).await? {
+                    Some(device) => device.fault_codes(),
+                    None => vec![],
+                };
+                faults.push((device_id.clone(), found));
+            }
+            let Some((_, found)) = faults.iter().find(|(d, _)| d == device_id) else {
+                continue;
+            };
+            for (error_code, message) in found {
+                errors.push(AccessCodeError {
+                    error_code: (*error_code).to_owned(),
+                    message: (*message).to_owned(),
+                    created_at: None,
+                    is_access_code_error: None,
+                    is_device_error: Some(true),
+                    is_connected_account_error: (*error_code == "account_disconnected")
+                        .then_some(true),
+                });
+            }
+        }
+        Ok(())
     }
 
     async fn list_codes(

@@ -34,6 +34,10 @@ pub struct DeviceRecord {
     pub created_at: i64,
     /// Whether the lock answers (sandbox locks: their simulated connectivity).
     pub online: bool,
+    /// The lock was removed from its account.
+    pub removed: bool,
+    /// Its connected account lost its connection.
+    pub account_disconnected: bool,
 }
 
 impl DeviceRecord {
@@ -49,7 +53,7 @@ impl DeviceRecord {
         let rules = self.code_rules()?;
         Ok(DeviceProperties {
             name: self.name.clone(),
-            online: self.online,
+            online: self.online && !self.account_disconnected && !self.removed,
             locked: true,
             door_open: false,
             manufacturer: self.manufacturer.clone(),
@@ -64,17 +68,33 @@ impl DeviceRecord {
         })
     }
 
+    /// What keeps Keyway from reaching the lock, as `(error_code, message)`.
+    pub fn fault_codes(&self) -> Vec<(&'static str, &'static str)> {
+        let mut faults = Vec::new();
+        if self.removed {
+            faults.push(("device_removed", "Device has been removed"));
+        }
+        if self.account_disconnected {
+            faults.push(("account_disconnected", "Account is disconnected"));
+        }
+        if !self.online {
+            faults.push(("device_offline", "Device is offline"));
+        }
+        faults
+    }
+
     pub fn to_device(&self) -> Result<Device> {
         let created_at = ts(self.created_at)?;
-        let mut errors = Vec::new();
-        if !self.online {
-            errors.push(DeviceError {
-                error_code: "device_offline".into(),
-                message: "Device is offline".into(),
+        let errors = self
+            .fault_codes()
+            .into_iter()
+            .map(|(error_code, message)| DeviceError {
+                error_code: error_code.into(),
+                message: message.into(),
                 created_at,
                 is_device_error: true,
-            });
-        }
+            })
+            .collect();
         let sandbox = self.provider == "sandbox";
         Ok(Device {
             device_id: self.device_id.clone(),
@@ -136,6 +156,7 @@ impl From<WorkspaceRow> for Workspace {
 #[derive(sqlx::FromRow)]
 struct ConnectedAccountRow {
     seq: i64,
+    disconnected: bool,
     connected_account_id: String,
     account_type: String,
     account_type_display_name: String,
@@ -145,13 +166,24 @@ struct ConnectedAccountRow {
 
 impl ConnectedAccountRow {
     fn into_model(self) -> Result<ConnectedAccount> {
+        let created_at = ts(self.created_at)?;
+        let errors = if self.disconnected {
+            vec![DeviceError {
+                error_code: "account_disconnected".into(),
+                message: "Account is disconnected".into(),
+                created_at,
+                is_device_error: false,
+            }]
+        } else {
+            vec![]
+        };
         Ok(ConnectedAccount {
-            created_at: ts(self.created_at)?,
+            created_at,
             connected_account_id: self.connected_account_id,
             account_type: self.account_type,
             account_type_display_name: self.account_type_display_name,
             display_name: self.display_name,
-            errors: vec![],
+            errors,
             warnings: vec![],
             custom_metadata: Default::default(),
             automatically_manage_new_devices: true,
@@ -163,8 +195,10 @@ impl ConnectedAccountRow {
 
 pub(crate) const DEVICE_SELECT: &str = "SELECT d.seq, d.device_id, d.workspace_id, \
     d.connected_account_id, d.provider, d.device_type, d.name, d.manufacturer, d.code_rules, \
-    d.created_at, COALESCE(s.online, 1) AS online \
-    FROM devices d LEFT JOIN sandbox_locks s ON s.device_id = d.device_id";
+    d.created_at, COALESCE(s.online, 1) AS online, COALESCE(s.removed, 0) AS removed, \
+    a.disconnected AS account_disconnected \
+    FROM devices d LEFT JOIN sandbox_locks s ON s.device_id = d.device_id \
+    JOIN connected_accounts a ON a.connected_account_id = d.connected_account_id";
 
 impl Store {
     /// Creates a workspace with one API key (stored hashed). Idempotent for a given id.
@@ -258,7 +292,7 @@ impl Store {
         limit: u32,
     ) -> Result<Page<ConnectedAccount>> {
         let rows: Vec<ConnectedAccountRow> = sqlx::query_as(
-            "SELECT seq, connected_account_id, account_type, account_type_display_name,
+            "SELECT seq, disconnected, connected_account_id, account_type, account_type_display_name,
                 display_name, created_at FROM connected_accounts
              WHERE workspace_id = ? AND seq > ? ORDER BY seq LIMIT ?",
         )
@@ -276,7 +310,7 @@ impl Store {
         connected_account_id: &str,
     ) -> Result<Option<ConnectedAccount>> {
         let row: Option<ConnectedAccountRow> = sqlx::query_as(
-            "SELECT seq, connected_account_id, account_type, account_type_display_name,
+            "SELECT seq, disconnected, connected_account_id, account_type, account_type_display_name,
                 display_name, created_at FROM connected_accounts
              WHERE workspace_id = ? AND connected_account_id = ?",
         )

@@ -19,6 +19,52 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Simulates the lock being removed from its account.
+    pub async fn set_sandbox_removed(&self, device_id: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE sandbox_locks SET removed = 1 WHERE device_id = ?")
+            .bind(device_id)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Changes a sandbox lock's behaviour: its delay per operation, and how many coming
+    /// operations time out.
+    pub async fn configure_sandbox(
+        &self,
+        device_id: &str,
+        delay_ms: Option<u64>,
+        fail_next: Option<u32>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE sandbox_locks SET delay_ms = COALESCE(?, delay_ms),
+                fail_next = COALESCE(?, fail_next) WHERE device_id = ?",
+        )
+        .bind(delay_ms.map(|d| d as i64))
+        .bind(fail_next.map(i64::from))
+        .bind(device_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Simulates losing the connected account (its locks can no longer be reached).
+    pub async fn disconnect_connected_account(
+        &self,
+        workspace_id: &str,
+        connected_account_id: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE connected_accounts SET disconnected = 1
+             WHERE workspace_id = ? AND connected_account_id = ?",
+        )
+        .bind(workspace_id)
+        .bind(connected_account_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// How many write operations the sandbox lock has carried out.
     pub async fn sandbox_operations(&self, device_id: &str) -> Result<i64> {
         Ok(
@@ -56,13 +102,17 @@ async fn load_slots(store: &Store, device_id: &str) -> Result<Vec<LockCode>> {
 #[async_trait]
 impl SandboxMemory for Store {
     async fn load(&self, device_id: &str) -> Result<Option<SandboxLock>, String> {
-        let lock: Option<(bool, i64)> =
-            sqlx::query_as("SELECT online, delay_ms FROM sandbox_locks WHERE device_id = ?")
-                .bind(device_id)
-                .fetch_optional(&self.writer)
-                .await
-                .map_err(|e| e.to_string())?;
-        let Some((online, delay_ms)) = lock else {
+        let lock: Option<(bool, bool, i64, i64)> = sqlx::query_as(
+            "SELECT s.online AND NOT a.disconnected, s.removed, s.fail_next, s.delay_ms
+             FROM sandbox_locks s JOIN devices d ON d.device_id = s.device_id
+             JOIN connected_accounts a ON a.connected_account_id = d.connected_account_id
+             WHERE s.device_id = ?",
+        )
+        .bind(device_id)
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(|e| e.to_string())?;
+        let Some((online, removed, fail_next, delay_ms)) = lock else {
             return Ok(None);
         };
         let device = self
@@ -76,10 +126,23 @@ impl SandboxMemory for Store {
             .map_err(|e| e.to_string())?;
         Ok(Some(SandboxLock {
             online,
+            removed,
+            fail_next: u32::try_from(fail_next).unwrap_or(0),
             delay: Duration::from_millis(delay_ms.max(0) as u64),
             rules,
             slots,
         }))
+    }
+
+    async fn consume_failure(&self, device_id: &str) -> Result<(), String> {
+        sqlx::query(
+            "UPDATE sandbox_locks SET fail_next = MAX(fail_next - 1, 0) WHERE device_id = ?",
+        )
+        .bind(device_id)
+        .execute(&self.writer)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
     }
 
     async fn write_slot(

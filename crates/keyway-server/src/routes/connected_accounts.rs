@@ -15,6 +15,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/connected_accounts/list", read(list))
         .route("/connected_accounts/get", read(get))
+        .route(
+            "/connected_accounts/simulate/disconnect",
+            axum::routing::post(simulate_disconnect),
+        )
 }
 
 #[derive(Deserialize)]
@@ -62,4 +66,23 @@ async fn get(
             message: "Connected account not found".into(),
         })?;
     Ok(Json(json!({ "connected_account": account, "ok": true })))
+}
+
+/// The account loses its connection: its locks can no longer be reached.
+async fn simulate_disconnect(
+    State(state): State<AppState>,
+    Auth(workspace): Auth,
+    Params(params): Params<GetParams>,
+) -> Result<Json<Value>, ApiError> {
+    let found = state
+        .store
+        .disconnect_connected_account(&workspace.workspace_id, &params.connected_account_id)
+        .await?;
+    if !found {
+        return Err(ApiError::NotFound {
+            kind: "connected_account_not_found",
+            message: "Connected account not found".into(),
+        });
+    }
+    Ok(Json(json!({ "ok": true })))
 }

@@ -21,6 +21,11 @@ pub fn router() -> Router<AppState> {
         .route("/locks/get", read(get_lock))
         .route("/devices/simulate/connect", post(simulate_connect))
         .route("/devices/simulate/disconnect", post(simulate_disconnect))
+        .route("/devices/simulate/remove", post(simulate_remove))
+        .route(
+            "/devices/simulate/configure_sandbox_lock",
+            post(configure_sandbox_lock),
+        )
 }
 
 #[derive(Deserialize)]
@@ -201,6 +206,50 @@ async fn simulate_disconnect(
     state
         .store
         .set_sandbox_online(&device.device_id, false)
+        .await?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+async fn simulate_remove(
+    State(state): State<AppState>,
+    Auth(workspace): Auth,
+    Params(params): Params<SimulateParams>,
+) -> Result<Json<Value>, ApiError> {
+    let device = sandbox_device(&state, &workspace.workspace_id, &params.device_id).await?;
+    state.store.set_sandbox_removed(&device.device_id).await?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+#[derive(Deserialize)]
+struct ConfigureParams {
+    device_id: String,
+    #[serde(default, deserialize_with = "lenient::opt_u32")]
+    operation_delay_ms: Option<u32>,
+    #[serde(default, deserialize_with = "lenient::opt_u32")]
+    fail_next_operations: Option<u32>,
+}
+
+/// Keyway-specific: makes a sandbox lock slow (`operation_delay_ms`) or makes its next
+/// operations time out (`fail_next_operations`).
+async fn configure_sandbox_lock(
+    State(state): State<AppState>,
+    Auth(workspace): Auth,
+    Params(params): Params<ConfigureParams>,
+) -> Result<Json<Value>, ApiError> {
+    let device = sandbox_device(&state, &workspace.workspace_id, &params.device_id).await?;
+    if params.operation_delay_ms.is_some_and(|d| d > 60_000) {
+        return Err(ApiError::invalid(
+            "operation_delay_ms",
+            "operation_delay_ms must be at most 60000",
+        ));
+    }
+    state
+        .store
+        .configure_sandbox(
+            &device.device_id,
+            params.operation_delay_ms.map(u64::from),
+            params.fail_next_operations,
+        )
         .await?;
     Ok(Json(json!({ "ok": true })))
 }

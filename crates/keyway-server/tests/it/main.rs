@@ -4,6 +4,7 @@
 mod access_codes;
 mod api_surface;
 mod engine;
+mod faults;
 mod helpers;
 mod tenancy;
 mod unmanaged;
