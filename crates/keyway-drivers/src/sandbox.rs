@@ -190,6 +190,12 @@ mod tests {
                 .get(device_id)
                 .cloned())
         }
+        async fn consume_failure(&self, device_id: &str) -> Result<(), String> {
+            let mut locks = self.0.lock().map_err(|e| e.to_string())?;
+            let lock = locks.get_mut(device_id).ok_or("no lock")?;
+            lock.fail_next = lock.fail_next.saturating_sub(1);
+            Ok(())
+        }
         async fn write_slot(
             &self,
             device_id: &str,
