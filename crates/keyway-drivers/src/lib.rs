@@ -67,6 +67,9 @@ pub trait LockDriver: Send + Sync {
         name: Option<&str>,
     ) -> Result<LockCode, DriverError>;
 
+    /// Locks (`true`) or unlocks the door.
+    async fn set_locked(&self, device_id: &str, locked: bool) -> Result<(), DriverError>;
+
     /// Clears `slot`. Clearing an empty slot is a no-op.
     async fn remove_code(&self, device_id: &str, slot: u32) -> Result<(), DriverError>;
 }

@@ -20,6 +20,7 @@ pub struct SandboxLock {
     pub removed: bool,
     /// The lock times out on this many coming operations.
     pub fail_next: u32,
+    pub locked: bool,
     pub delay: Duration,
     pub rules: LockRules,
     pub slots: Vec<LockCode>,
@@ -29,6 +30,7 @@ pub struct SandboxLock {
 #[async_trait]
 pub trait SandboxMemory: Send + Sync {
     async fn load(&self, device_id: &str) -> Result<Option<SandboxLock>, String>;
+    async fn set_locked(&self, device_id: &str, locked: bool) -> Result<(), String>;
     /// Uses up one of the lock's pending simulated failures.
     async fn consume_failure(&self, device_id: &str) -> Result<(), String>;
     /// Writes (`Some`) or clears (`None`) one slot and counts the operation.
@@ -159,6 +161,14 @@ impl LockDriver for SandboxDriver {
             .await
     }
 
+    async fn set_locked(&self, device_id: &str, locked: bool) -> Result<(), DriverError> {
+        self.reach(device_id).await?;
+        self.memory
+            .set_locked(device_id, locked)
+            .await
+            .map_err(DriverError::Internal)
+    }
+
     async fn remove_code(&self, device_id: &str, slot: u32) -> Result<(), DriverError> {
         let lock = self.reach(device_id).await?;
         if lock.slots.iter().any(|s| s.slot == slot) {
@@ -189,6 +199,11 @@ mod tests {
                 .map_err(|e| e.to_string())?
                 .get(device_id)
                 .cloned())
+        }
+        async fn set_locked(&self, device_id: &str, locked: bool) -> Result<(), String> {
+            let mut locks = self.0.lock().map_err(|e| e.to_string())?;
+            locks.get_mut(device_id).ok_or("no lock")?.locked = locked;
+            Ok(())
         }
         async fn consume_failure(&self, device_id: &str) -> Result<(), String> {
             let mut locks = self.0.lock().map_err(|e| e.to_string())?;
@@ -242,6 +257,7 @@ mod tests {
                 online: true,
                 removed: false,
                 fail_next: 0,
+                locked: true,
                 delay: Duration::ZERO,
                 rules: LockRules {
                     supported_code_lengths: vec![4, 5, 6],

@@ -11,6 +11,7 @@ pub enum ActionType {
     SyncAccessCodes,
     LockDoor,
     UnlockDoor,
+    SimulateKeypadCodeEntry,
 }
 
 impl ActionType {
@@ -22,6 +23,7 @@ impl ActionType {
             ActionType::SyncAccessCodes => "SYNC_ACCESS_CODES",
             ActionType::LockDoor => "LOCK_DOOR",
             ActionType::UnlockDoor => "UNLOCK_DOOR",
+            ActionType::SimulateKeypadCodeEntry => "SIMULATE_KEYPAD_CODE_ENTRY",
         }
     }
 
@@ -33,6 +35,7 @@ impl ActionType {
             ActionType::SyncAccessCodes,
             ActionType::LockDoor,
             ActionType::UnlockDoor,
+            ActionType::SimulateKeypadCodeEntry,
         ]
         .into_iter()
         .find(|t| t.as_str() == raw)

@@ -35,6 +35,12 @@ pub enum EventType {
     AccessCodeUnmanagedRemoved,
     #[serde(rename = "access_code.unmanaged.converted_to_managed")]
     AccessCodeUnmanagedConvertedToManaged,
+    #[serde(rename = "lock.locked")]
+    LockLocked,
+    #[serde(rename = "lock.unlocked")]
+    LockUnlocked,
+    #[serde(rename = "lock.access_denied")]
+    LockAccessDenied,
     #[serde(rename = "device.connected")]
     DeviceConnected,
     #[serde(rename = "device.disconnected")]
@@ -42,7 +48,7 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 16] = [
+    pub const ALL: [EventType; 19] = [
         EventType::AccessCodeCreated,
         EventType::AccessCodeChanged,
         EventType::AccessCodeSetOnDevice,
@@ -57,6 +63,9 @@ impl EventType {
         EventType::AccessCodeUnmanagedCreated,
         EventType::AccessCodeUnmanagedRemoved,
         EventType::AccessCodeUnmanagedConvertedToManaged,
+        EventType::LockLocked,
+        EventType::LockUnlocked,
+        EventType::LockAccessDenied,
         EventType::DeviceConnected,
         EventType::DeviceDisconnected,
     ];
@@ -83,6 +92,9 @@ impl EventType {
             EventType::AccessCodeUnmanagedConvertedToManaged => {
                 "access_code.unmanaged.converted_to_managed"
             }
+            EventType::LockLocked => "lock.locked",
+            EventType::LockUnlocked => "lock.unlocked",
+            EventType::LockAccessDenied => "lock.access_denied",
             EventType::DeviceConnected => "device.connected",
             EventType::DeviceDisconnected => "device.disconnected",
         }
@@ -109,4 +121,7 @@ pub struct Event {
     /// `code` on `set_on_device` and `deleted`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    /// Fields particular to the event type (`method`, `action_attempt_id`, ...).
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }

@@ -221,14 +221,32 @@ impl Engine {
         // One look at a code per batch, with the attempts of its most-tried job.
         let mut work: Vec<(String, i64)> = Vec::new();
         let mut failed_reads = 0;
+        let mut door_commands = Vec::new();
         for job in jobs {
-            match &job.access_code_id {
-                Some(id) => match work.iter_mut().find(|(code, _)| code == id) {
+            match (&job.access_code_id, &job.action, &job.action_attempt_id) {
+                (Some(id), _, _) => match work.iter_mut().find(|(code, _)| code == id) {
                     Some(entry) => entry.1 = entry.1.max(job.attempts),
                     None => work.push((id.clone(), job.attempts)),
                 },
-                None => failed_reads = failed_reads.max(job.attempts),
+                (None, Some(action), Some(attempt)) => {
+                    door_commands.push((action.as_str() == "lock", attempt))
+                }
+                _ => failed_reads = failed_reads.max(job.attempts),
             }
+        }
+        for (lock, attempt) in door_commands {
+            let result = driver.set_locked(&device.device_id, lock).await;
+            let outcome = match &result {
+                Ok(()) => Ok(()),
+                Err(DriverError::Offline) => Err(("device_offline", "The device is offline")),
+                Err(_) => Err((
+                    "lock_command_failed",
+                    "The lock did not carry out the command",
+                )),
+            };
+            self.store
+                .finish_lock_action(device, attempt, lock, outcome, self.clock.now())
+                .await?;
         }
         let read = driver.read_codes(&device.device_id).await;
         let now = self.clock.now();

@@ -611,9 +611,23 @@ pub(crate) async fn insert_event(
     code: Option<&str>,
     now: Timestamp,
 ) -> Result<()> {
+    insert_event_with(tx, event_type, device, access_code_id, code, None, now).await
+}
+
+/// An event with fields particular to its type (`payload`, a JSON object).
+pub(crate) async fn insert_event_with(
+    tx: &mut Transaction<'_, Sqlite>,
+    event_type: EventType,
+    device: &DeviceRecord,
+    access_code_id: Option<&str>,
+    code: Option<&str>,
+    payload: Option<serde_json::Value>,
+    now: Timestamp,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO events (event_id, workspace_id, event_type, device_id, connected_account_id,
-            access_code_id, code, created_at, occurred_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            access_code_id, code, created_at, occurred_at, payload)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(new_id())
     .bind(&device.workspace_id)
@@ -624,6 +638,7 @@ pub(crate) async fn insert_event(
     .bind(code)
     .bind(now.millis())
     .bind(now.millis())
+    .bind(payload.map(|p| p.to_string()))
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -38,6 +38,7 @@ pub struct DeviceRecord {
     pub removed: bool,
     /// Its connected account lost its connection.
     pub account_disconnected: bool,
+    pub locked: bool,
 }
 
 impl DeviceRecord {
@@ -54,7 +55,7 @@ impl DeviceRecord {
         Ok(DeviceProperties {
             name: self.name.clone(),
             online: self.online && !self.account_disconnected && !self.removed,
-            locked: true,
+            locked: self.locked,
             door_open: false,
             manufacturer: self.manufacturer.clone(),
             supported_code_lengths: rules.supported_code_lengths,
@@ -195,7 +196,7 @@ impl ConnectedAccountRow {
 
 pub(crate) const DEVICE_SELECT: &str = "SELECT d.seq, d.device_id, d.workspace_id, \
     d.connected_account_id, d.provider, d.device_type, d.name, d.manufacturer, d.code_rules, \
-    d.created_at, COALESCE(s.online, 1) AS online, COALESCE(s.removed, 0) AS removed, \
+    d.created_at, COALESCE(s.online, 1) AS online, COALESCE(s.removed, 0) AS removed, COALESCE(s.locked, 1) AS locked, \
     a.disconnected AS account_disconnected \
     FROM devices d LEFT JOIN sandbox_locks s ON s.device_id = d.device_id \
     JOIN connected_accounts a ON a.connected_account_id = d.connected_account_id";

@@ -2,10 +2,15 @@
 //! outcome of each step on a lock — status, errors, warnings, events and action attempts of a
 //! code change together in one transaction with the job that caused them.
 
-use keyway_model::{AccessCodeError, AccessCodeWarning, ActionType, EventType, Timestamp};
+use keyway_model::{
+    AccessCodeError, AccessCodeWarning, ActionAttempt, ActionType, EventType, Timestamp,
+};
 use sqlx::{Sqlite, Transaction};
 
-use crate::access_codes::{fetch_code, insert_event, insert_job, resolve_attempt, CODE_COLUMNS};
+use crate::access_codes::{
+    fetch_code, insert_attempt, insert_event, insert_event_with, insert_job, resolve_attempt,
+    CODE_COLUMNS,
+};
 use crate::accounts::DeviceRecord;
 use crate::rows::AccessCodeRow;
 use crate::{new_id, Result, Store, StoreError};
@@ -15,6 +20,9 @@ pub struct DeviceJob {
     pub job_id: i64,
     pub access_code_id: Option<String>,
     pub attempts: i64,
+    /// `lock` or `unlock` for a door command, with the attempt that reports it.
+    pub action: Option<String>,
+    pub action_attempt_id: Option<String>,
 }
 
 /// A managed code as the engine sees it: intent plus what the lock last confirmed.
@@ -177,7 +185,7 @@ impl Store {
         let mut tx = self.writer.begin().await?;
         let existing: Option<(i64, i64)> = sqlx::query_as(
             "SELECT job_id, run_after FROM device_jobs WHERE device_id = ? AND access_code_id IS NULL
-             ORDER BY run_after LIMIT 1",
+             AND action IS NULL ORDER BY run_after LIMIT 1",
         )
         .bind(device_id)
         .fetch_optional(&mut *tx)
@@ -214,13 +222,173 @@ impl Store {
         sqlx::query(
             "INSERT INTO device_jobs (device_id, access_code_id, run_after, created_at)
              SELECT d.device_id, NULL, ?, ? FROM devices d WHERE NOT EXISTS (
-                SELECT 1 FROM device_jobs j WHERE j.device_id = d.device_id AND j.access_code_id IS NULL)",
+                SELECT 1 FROM device_jobs j WHERE j.device_id = d.device_id
+                AND j.access_code_id IS NULL AND j.action IS NULL)",
         )
         .bind(now.millis())
         .bind(now.millis())
         .execute(&self.writer)
         .await?;
         Ok(())
+    }
+
+    /// Queues a lock or unlock command for the lock; answers its pending action attempt.
+    pub async fn enqueue_lock_action(
+        &self,
+        device: &DeviceRecord,
+        lock: bool,
+        now: Timestamp,
+    ) -> Result<ActionAttempt> {
+        let mut tx = self.writer.begin().await?;
+        let action_type = if lock {
+            ActionType::LockDoor
+        } else {
+            ActionType::UnlockDoor
+        };
+        let attempt = insert_attempt(
+            &mut tx,
+            &device.workspace_id,
+            action_type,
+            None,
+            &device.device_id,
+            now,
+        )
+        .await?;
+        sqlx::query(
+            "INSERT INTO device_jobs (device_id, run_after, created_at, action, action_attempt_id)
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&device.device_id)
+        .bind(now.millis())
+        .bind(now.millis())
+        .bind(if lock { "lock" } else { "unlock" })
+        .bind(&attempt.action_attempt_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(attempt)
+    }
+
+    /// Reports a door command: its attempt settles, and on success `lock.locked` /
+    /// `lock.unlocked` (method `seamapi`) is recorded.
+    pub async fn finish_lock_action(
+        &self,
+        device: &DeviceRecord,
+        action_attempt_id: &str,
+        lock: bool,
+        outcome: std::result::Result<(), (&str, &str)>,
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        match outcome {
+            Ok(()) => {
+                resolve_attempt(&mut tx, action_attempt_id, Ok(serde_json::json!({}))).await?;
+                let event = if lock {
+                    EventType::LockLocked
+                } else {
+                    EventType::LockUnlocked
+                };
+                let payload = serde_json::json!({ "method": "seamapi", "action_attempt_id": action_attempt_id });
+                insert_event_with(&mut tx, event, device, None, None, Some(payload), now).await?;
+            }
+            Err(error) => resolve_attempt(&mut tx, action_attempt_id, Err(error)).await?,
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Someone typed `pin` at the lock's keypad; `slot` is where the lock found it, if anywhere.
+    /// Records `lock.unlocked` (method `keycode`, with the access code) or `lock.access_denied`,
+    /// and a one-time code is deleted after its first use. Answers the settled attempt.
+    pub async fn record_keypad_entry(
+        &self,
+        device: &DeviceRecord,
+        pin: &str,
+        slot: Option<u32>,
+        now: Timestamp,
+    ) -> Result<ActionAttempt> {
+        let mut tx = self.writer.begin().await?;
+        let matched: Option<(String, bool, bool)> = match slot {
+            Some(slot) => {
+                sqlx::query_as(
+                    "SELECT access_code_id, is_managed, is_one_time_use FROM access_codes
+                 WHERE device_id = ? AND slot = ? AND (code = ? OR confirmed_code = ?) LIMIT 1",
+                )
+                .bind(&device.device_id)
+                .bind(i64::from(slot))
+                .bind(pin)
+                .bind(pin)
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+            None => None,
+        };
+        let attempt = insert_attempt(
+            &mut tx,
+            &device.workspace_id,
+            ActionType::SimulateKeypadCodeEntry,
+            None,
+            &device.device_id,
+            now,
+        )
+        .await?;
+        if slot.is_some() {
+            sqlx::query("UPDATE sandbox_locks SET locked = 0 WHERE device_id = ?")
+                .bind(&device.device_id)
+                .execute(&mut *tx)
+                .await?;
+            let mut payload = serde_json::json!({
+                "method": "keycode",
+                "action_attempt_id": attempt.action_attempt_id,
+            });
+            if let Some((_, is_managed, _)) = &matched {
+                payload["access_code_is_managed"] = serde_json::json!(is_managed);
+            }
+            let id = matched.as_ref().map(|(id, _, _)| id.as_str());
+            insert_event_with(
+                &mut tx,
+                EventType::LockUnlocked,
+                device,
+                id,
+                None,
+                Some(payload),
+                now,
+            )
+            .await?;
+            if let Some((id, true, true)) = &matched {
+                // A one-time code has been used: it goes.
+                sqlx::query(
+                    "UPDATE access_codes SET deleted = 1, status = 'removing', pending_since = ?
+                     WHERE access_code_id = ?",
+                )
+                .bind(now.millis())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                insert_job(&mut tx, &device.device_id, Some(id), now, now).await?;
+            }
+        } else {
+            insert_event_with(
+                &mut tx,
+                EventType::LockAccessDenied,
+                device,
+                None,
+                None,
+                None,
+                now,
+            )
+            .await?;
+        }
+        resolve_attempt(
+            &mut tx,
+            &attempt.action_attempt_id,
+            Ok(serde_json::json!({})),
+        )
+        .await?;
+        let attempt =
+            crate::access_codes::fetch_attempt(&mut tx, &attempt.action_attempt_id).await?;
+        tx.commit().await?;
+        Ok(attempt)
     }
 
     /// Devices with due work whose lease is free.
@@ -289,7 +457,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<DeviceJob>> {
         Ok(sqlx::query_as(
-            "SELECT job_id, access_code_id, attempts FROM device_jobs
+            "SELECT job_id, access_code_id, attempts, action, action_attempt_id FROM device_jobs
              WHERE device_id = ? AND run_after <= ? ORDER BY run_after, job_id LIMIT ?",
         )
         .bind(device_id)

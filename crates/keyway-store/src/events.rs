@@ -18,7 +18,7 @@ pub struct EventFilter<'a> {
 }
 
 const EVENT_COLUMNS: &str = "seq, event_id, workspace_id, event_type, device_id, \
-    connected_account_id, access_code_id, code, created_at, occurred_at";
+    connected_account_id, access_code_id, code, created_at, occurred_at, payload";
 
 impl Store {
     pub async fn list_events(

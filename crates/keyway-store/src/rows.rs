@@ -152,6 +152,7 @@ pub(crate) struct EventRow {
     pub code: Option<String>,
     pub created_at: i64,
     pub occurred_at: i64,
+    pub payload: Option<String>,
 }
 
 impl EventRow {
@@ -167,6 +168,11 @@ impl EventRow {
             connected_account_id: self.connected_account_id,
             access_code_id: self.access_code_id,
             code: self.code,
+            extra: match self.payload {
+                Some(payload) => serde_json::from_str(&payload)
+                    .map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?,
+                None => Default::default(),
+            },
         })
     }
 }

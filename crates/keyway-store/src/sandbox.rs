@@ -102,8 +102,8 @@ async fn load_slots(store: &Store, device_id: &str) -> Result<Vec<LockCode>> {
 #[async_trait]
 impl SandboxMemory for Store {
     async fn load(&self, device_id: &str) -> Result<Option<SandboxLock>, String> {
-        let lock: Option<(bool, bool, i64, i64)> = sqlx::query_as(
-            "SELECT s.online AND NOT a.disconnected, s.removed, s.fail_next, s.delay_ms
+        let lock: Option<(bool, bool, i64, i64, bool)> = sqlx::query_as(
+            "SELECT s.online AND NOT a.disconnected, s.removed, s.fail_next, s.delay_ms, s.locked
              FROM sandbox_locks s JOIN devices d ON d.device_id = s.device_id
              JOIN connected_accounts a ON a.connected_account_id = d.connected_account_id
              WHERE s.device_id = ?",
@@ -112,7 +112,7 @@ impl SandboxMemory for Store {
         .fetch_optional(&self.writer)
         .await
         .map_err(|e| e.to_string())?;
-        let Some((online, removed, fail_next, delay_ms)) = lock else {
+        let Some((online, removed, fail_next, delay_ms, locked)) = lock else {
             return Ok(None);
         };
         let device = self
@@ -127,11 +127,22 @@ impl SandboxMemory for Store {
         Ok(Some(SandboxLock {
             online,
             removed,
+            locked,
             fail_next: u32::try_from(fail_next).unwrap_or(0),
             delay: Duration::from_millis(delay_ms.max(0) as u64),
             rules,
             slots,
         }))
+    }
+
+    async fn set_locked(&self, device_id: &str, locked: bool) -> Result<(), String> {
+        sqlx::query("UPDATE sandbox_locks SET locked = ? WHERE device_id = ?")
+            .bind(locked)
+            .bind(device_id)
+            .execute(&self.writer)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     async fn consume_failure(&self, device_id: &str) -> Result<(), String> {

@@ -227,7 +227,7 @@ async fn create(
 }
 
 /// Waits (bounded) until the engine settles an action attempt.
-async fn wait_for_attempt(
+pub(super) async fn wait_for_attempt(
     state: &AppState,
     workspace_id: &str,
     attempt: ActionAttempt,

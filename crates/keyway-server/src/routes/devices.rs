@@ -19,6 +19,9 @@ pub fn router() -> Router<AppState> {
         .route("/devices/get", read(get_device))
         .route("/locks/list", read(list_locks))
         .route("/locks/get", read(get_lock))
+        .route("/locks/lock_door", post(lock_door))
+        .route("/locks/unlock_door", post(unlock_door))
+        .route("/locks/simulate/keypad_code_entry", post(keypad_code_entry))
         .route("/devices/simulate/connect", post(simulate_connect))
         .route("/devices/simulate/disconnect", post(simulate_disconnect))
         .route("/devices/simulate/remove", post(simulate_remove))
@@ -252,4 +255,79 @@ async fn configure_sandbox_lock(
         )
         .await?;
     Ok(Json(json!({ "ok": true })))
+}
+
+#[derive(Deserialize)]
+struct DoorParams {
+    device_id: String,
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    sync: Option<bool>,
+}
+
+async fn door_command(
+    state: &AppState,
+    workspace_id: &str,
+    params: DoorParams,
+    lock: bool,
+) -> Result<Json<Value>, ApiError> {
+    let device = state
+        .store
+        .get_device(workspace_id, Some(&params.device_id), None)
+        .await?
+        .ok_or_else(ApiError::device_not_found)?;
+    let attempt = state
+        .store
+        .enqueue_lock_action(&device, lock, state.clock.now())
+        .await?;
+    state.engine.notify();
+    let attempt = if params.sync == Some(true) {
+        super::access_codes::wait_for_attempt(state, workspace_id, attempt).await?
+    } else {
+        attempt
+    };
+    Ok(Json(json!({ "action_attempt": attempt, "ok": true })))
+}
+
+async fn lock_door(
+    State(state): State<AppState>,
+    Auth(workspace): Auth,
+    Params(params): Params<DoorParams>,
+) -> Result<Json<Value>, ApiError> {
+    door_command(&state, &workspace.workspace_id, params, true).await
+}
+
+async fn unlock_door(
+    State(state): State<AppState>,
+    Auth(workspace): Auth,
+    Params(params): Params<DoorParams>,
+) -> Result<Json<Value>, ApiError> {
+    door_command(&state, &workspace.workspace_id, params, false).await
+}
+
+#[derive(Deserialize)]
+struct KeypadParams {
+    device_id: String,
+    code: String,
+}
+
+/// Someone types a PIN at a sandbox lock's keypad: it opens if a slot holds the PIN.
+async fn keypad_code_entry(
+    State(state): State<AppState>,
+    Auth(workspace): Auth,
+    Params(params): Params<KeypadParams>,
+) -> Result<Json<Value>, ApiError> {
+    let device = sandbox_device(&state, &workspace.workspace_id, &params.device_id).await?;
+    let slot = state
+        .store
+        .sandbox_slots(&device.device_id)
+        .await?
+        .into_iter()
+        .find(|s| s.code == params.code)
+        .map(|s| s.slot);
+    let attempt = state
+        .store
+        .record_keypad_entry(&device, &params.code, slot, state.clock.now())
+        .await?;
+    state.engine.notify();
+    Ok(Json(json!({ "action_attempt": attempt, "ok": true })))
 }

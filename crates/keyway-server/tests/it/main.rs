@@ -6,5 +6,6 @@ mod api_surface;
 mod engine;
 mod faults;
 mod helpers;
+mod locks;
 mod tenancy;
 mod unmanaged;
