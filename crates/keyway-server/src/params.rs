@@ -150,6 +150,30 @@ pub mod lenient {
         }
     }
 
+    /// A required array of strings (a single string counts as an array of one).
+    pub fn strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        opt_strings(d)?.ok_or_else(|| de::Error::custom("Expected an array of strings"))
+    }
+
+    /// An array of non-negative integers (query strings give them as strings).
+    pub fn opt_u32s<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u32>>, D::Error> {
+        let items = match Option::<Value>::deserialize(d)? {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::Array(items)) => items,
+            Some(single) => vec![single],
+        };
+        items
+            .into_iter()
+            .map(|item| match item {
+                Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+                Value::String(s) => s.trim().parse::<u32>().ok(),
+                _ => None,
+            })
+            .collect::<Option<Vec<u32>>>()
+            .map(Some)
+            .ok_or_else(|| de::Error::custom("Expected an array of integers"))
+    }
+
     /// A string, or null meaning absent.
     pub fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
         match Option::<Value>::deserialize(d)? {

@@ -80,69 +80,25 @@ impl Store {
         new: NewAccessCode<'_>,
         now: Timestamp,
     ) -> Result<(AccessCode, ActionAttempt)> {
-        let access_code_id = new_id();
+        let mut created = self.create_access_codes(vec![new], now).await?;
+        created
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("no access code created".into()))
+    }
+
+    /// Creates several codes in one transaction: all of them, or none.
+    pub async fn create_access_codes(
+        &self,
+        codes: Vec<NewAccessCode<'_>>,
+        now: Timestamp,
+    ) -> Result<Vec<(AccessCode, ActionAttempt)>> {
         let mut tx = self.writer.begin().await?;
-        ensure_no_duplicate(
-            &mut tx,
-            &new.device.device_id,
-            &new.code,
-            new.starts_at,
-            new.ends_at,
-            None,
-        )
-        .await?;
-        sqlx::query(
-            "INSERT INTO access_codes (access_code_id, workspace_id, device_id, is_managed, name,
-                code, type, starts_at, ends_at, status, is_external_modification_allowed,
-                is_one_time_use, is_offline_access_code, common_code_key, pending_since, created_at)
-             VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&access_code_id)
-        .bind(&new.device.workspace_id)
-        .bind(&new.device.device_id)
-        .bind(&new.name)
-        .bind(&new.code)
-        .bind(new.kind.as_str())
-        .bind(new.starts_at.map(|t| t.millis()))
-        .bind(new.ends_at.map(|t| t.millis()))
-        .bind(new.status.as_str())
-        .bind(new.is_external_modification_allowed)
-        .bind(new.is_one_time_use)
-        .bind(new.is_offline_access_code)
-        .bind(&new.common_code_key)
-        .bind(now.millis())
-        .bind(now.millis())
-        .execute(&mut *tx)
-        .await?;
-        insert_job(
-            &mut tx,
-            &new.device.device_id,
-            Some(&access_code_id),
-            new.job_at,
-            now,
-        )
-        .await?;
-        insert_event(
-            &mut tx,
-            EventType::AccessCodeCreated,
-            new.device,
-            Some(&access_code_id),
-            None,
-            now,
-        )
-        .await?;
-        let attempt = insert_attempt(
-            &mut tx,
-            &new.device.workspace_id,
-            ActionType::CreateAccessCode,
-            Some(&access_code_id),
-            &new.device.device_id,
-            now,
-        )
-        .await?;
-        let code = fetch_code(&mut tx, &access_code_id).await?.into_managed()?;
+        let mut created = Vec::with_capacity(codes.len());
+        for new in codes {
+            created.push(insert_code(&mut tx, new, now).await?);
+        }
         tx.commit().await?;
-        Ok((code, attempt))
+        Ok(created)
     }
 
     pub async fn update_access_code(
@@ -472,6 +428,24 @@ impl Store {
             .await?)
     }
 
+    /// The managed codes of a `create_multiple` group.
+    pub async fn codes_with_common_key(
+        &self,
+        workspace_id: &str,
+        common_code_key: &str,
+    ) -> Result<Vec<AccessCode>> {
+        let sql = format!(
+            "SELECT {CODE_COLUMNS} FROM access_codes WHERE workspace_id = ? AND is_managed = 1
+             AND deleted = 0 AND common_code_key = ? ORDER BY seq"
+        );
+        let rows: Vec<AccessCodeRow> = sqlx::query_as(&sql)
+            .bind(workspace_id)
+            .bind(common_code_key)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.into_iter().map(AccessCodeRow::into_managed).collect()
+    }
+
     /// PINs currently on, or meant for, the device (managed and unmanaged).
     pub async fn codes_on_device(&self, device_id: &str) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar(
@@ -532,6 +506,74 @@ impl Store {
         .await?;
         paginate(rows, limit, |r| r.seq, |r| r.attempt.into_model())
     }
+}
+
+async fn insert_code(
+    tx: &mut Transaction<'_, Sqlite>,
+    new: NewAccessCode<'_>,
+    now: Timestamp,
+) -> Result<(AccessCode, ActionAttempt)> {
+    let access_code_id = new_id();
+    ensure_no_duplicate(
+        tx,
+        &new.device.device_id,
+        &new.code,
+        new.starts_at,
+        new.ends_at,
+        None,
+    )
+    .await?;
+    sqlx::query(
+        "INSERT INTO access_codes (access_code_id, workspace_id, device_id, is_managed, name,
+            code, type, starts_at, ends_at, status, is_external_modification_allowed,
+            is_one_time_use, is_offline_access_code, common_code_key, pending_since, created_at)
+         VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&access_code_id)
+    .bind(&new.device.workspace_id)
+    .bind(&new.device.device_id)
+    .bind(&new.name)
+    .bind(&new.code)
+    .bind(new.kind.as_str())
+    .bind(new.starts_at.map(|t| t.millis()))
+    .bind(new.ends_at.map(|t| t.millis()))
+    .bind(new.status.as_str())
+    .bind(new.is_external_modification_allowed)
+    .bind(new.is_one_time_use)
+    .bind(new.is_offline_access_code)
+    .bind(&new.common_code_key)
+    .bind(now.millis())
+    .bind(now.millis())
+    .execute(&mut **tx)
+    .await?;
+    insert_job(
+        tx,
+        &new.device.device_id,
+        Some(&access_code_id),
+        new.job_at,
+        now,
+    )
+    .await?;
+    insert_event(
+        tx,
+        EventType::AccessCodeCreated,
+        new.device,
+        Some(&access_code_id),
+        None,
+        now,
+    )
+    .await?;
+    let attempt = insert_attempt(
+        tx,
+        &new.device.workspace_id,
+        ActionType::CreateAccessCode,
+        Some(&access_code_id),
+        &new.device.device_id,
+        now,
+    )
+    .await?;
+    let code = fetch_code(tx, &access_code_id).await?.into_managed()?;
+    Ok((code, attempt))
 }
 
 /// A PIN conflicts with another code on the same lock only when their windows overlap

@@ -408,6 +408,24 @@ impl Store {
             .await?)
     }
 
+    /// Records the code lengths a device reported it supports.
+    pub async fn set_supported_code_lengths(
+        &self,
+        device: &DeviceRecord,
+        lengths: &[u32],
+    ) -> Result<()> {
+        let mut rules = device.code_rules()?;
+        rules.supported_code_lengths = lengths.to_vec();
+        let rules =
+            serde_json::to_string(&rules).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query("UPDATE devices SET code_rules = ? WHERE device_id = ?")
+            .bind(rules)
+            .bind(&device.device_id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     pub(crate) async fn device_by_id(&self, device_id: &str) -> Result<Option<DeviceRecord>> {
         let sql = format!("{DEVICE_SELECT} WHERE d.device_id = ?");
         Ok(sqlx::query_as(&sql)

@@ -34,6 +34,18 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/access_codes/create", post(create))
+        .route(
+            "/access_codes/create_multiple",
+            post(create_multiple).put(create_multiple),
+        )
+        .route(
+            "/access_codes/update_multiple",
+            post(update_multiple).patch(update_multiple),
+        )
+        .route(
+            "/access_codes/report_device_constraints",
+            post(report_device_constraints),
+        )
         .route("/access_codes/get", read(get))
         .route("/access_codes/list", read(list))
         .route("/access_codes/update", update(update_code))
@@ -224,6 +236,18 @@ async fn create(
         "action_attempt": action_attempt,
         "ok": true,
     })))
+}
+
+fn duplicate_error(error: keyway_store::StoreError) -> ApiError {
+    match error {
+        keyway_store::StoreError::Conflict(_) => ApiError::Conflict {
+            kind: "duplicate_access_code",
+            message: "Cannot create a duplicate access code: this PIN is already on the device \
+                      for an overlapping time"
+                .into(),
+        },
+        other => other.into(),
+    }
 }
 
 /// Waits (bounded) until the engine settles an action attempt.
@@ -428,19 +452,37 @@ async fn update_code(
         .await?
         .filter(|c| params.device_id.as_ref().is_none_or(|d| *d == c.device_id))
         .ok_or_else(ApiError::access_code_not_found)?;
+    let attempt = apply_update(&state, &workspace.workspace_id, current, &params, now).await?;
+    state.engine.notify();
+    let attempt = if params.sync == Some(true) {
+        wait_for_attempt(&state, &workspace.workspace_id, attempt).await?
+    } else {
+        attempt
+    };
+    Ok(Json(json!({ "action_attempt": attempt, "ok": true })))
+}
+
+/// Records an update of one managed code; answers its action attempt.
+async fn apply_update(
+    state: &AppState,
+    workspace_id: &str,
+    current: AccessCode,
+    params: &UpdateParams,
+    now: Timestamp,
+) -> Result<ActionAttempt, ApiError> {
     if current.status == AccessCodeStatus::Removing && current.kind == AccessCodeType::Ongoing {
         return Err(ApiError::BadRequest {
             kind: "access_code_being_removed",
             message: "The access code is being removed".into(),
         });
     }
-    let device = device_of(&state, &workspace.workspace_id, &current.device_id).await?;
+    let device = device_of(state, workspace_id, &current.device_id).await?;
     let rules = device.lock_rules()?;
     let code = match params.code.as_deref() {
         Some(raw) => pin(raw, &rules)?.into_string(),
         None => current.code.clone().unwrap_or_default(),
     };
-    let window = updated_window(&params, &current, now)?;
+    let window = updated_window(params, &current, now)?;
     let window_changed =
         window.map(|w| (w.starts_at, w.ends_at)) != current.starts_at.zip(current.ends_at);
     let reprogram = (current.code.as_deref() != Some(code.as_str()) || window_changed).then(|| {
@@ -462,7 +504,7 @@ async fn update_code(
             &device,
             &current.access_code_id,
             AccessCodeChanges {
-                name: params.name.or(current.name),
+                name: params.name.clone().or(current.name.clone()),
                 code,
                 kind: if window.is_some() {
                     AccessCodeType::TimeBound
@@ -480,13 +522,7 @@ async fn update_code(
             now,
         )
         .await?;
-    state.engine.notify();
-    let attempt = if params.sync == Some(true) {
-        wait_for_attempt(&state, &workspace.workspace_id, outcome.action_attempt).await?
-    } else {
-        outcome.action_attempt
-    };
-    Ok(Json(json!({ "action_attempt": attempt, "ok": true })))
+    Ok(outcome.action_attempt)
 }
 
 #[derive(Deserialize)]
@@ -765,4 +801,263 @@ async fn delete_unmanaged(
         attempt
     };
     Ok(Json(json!({ "action_attempt": attempt, "ok": true })))
+}
+
+#[derive(Deserialize)]
+struct CreateMultipleParams {
+    #[serde(deserialize_with = "lenient::strings")]
+    device_ids: Vec<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    behavior_when_code_cannot_be_shared: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    code: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    starts_at: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    ends_at: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    allow_external_modification: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    is_external_modification_allowed: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::opt_u32")]
+    preferred_code_length: Option<u32>,
+}
+
+/// A PIN every one of the locks accepts and none of them holds, if one can be found.
+fn shared_code(
+    locks: &[(LockRules, Vec<String>)],
+    preferred_length: Option<u32>,
+) -> Option<String> {
+    let (first_rules, _) = locks.first()?;
+    let mut rng = rand::thread_rng();
+    for _ in 0..200 {
+        let candidate = policy::generate(first_rules, &[], preferred_length, &mut rng)?;
+        let fits_all = locks.iter().all(|(rules, taken)| {
+            PinCode::parse(&candidate, rules).is_ok() && !taken.contains(&candidate)
+        });
+        if fits_all {
+            return Some(candidate);
+        }
+    }
+    None
+}
+
+/// One code on each of several locks. Without a chosen `code` they share one PIN, linked by a
+/// `common_code_key`; if no PIN fits every lock, `behavior_when_code_cannot_be_shared` decides
+/// (`throw`, the default, creates none). All codes are created, or none.
+async fn create_multiple(
+    State(state): State<AppState>,
+    Auth(workspace): Auth,
+    Params(params): Params<CreateMultipleParams>,
+) -> Result<Json<Value>, ApiError> {
+    let now = state.clock.now();
+    if params.device_ids.is_empty() {
+        return Err(ApiError::invalid(
+            "device_ids",
+            "device_ids must not be empty",
+        ));
+    }
+    let random_fallback = match params.behavior_when_code_cannot_be_shared.as_deref() {
+        None | Some("throw") => false,
+        Some("create_random_code") => true,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "behavior_when_code_cannot_be_shared",
+                "behavior_when_code_cannot_be_shared must be throw or create_random_code",
+            ))
+        }
+    };
+    let starts_at = timestamp("starts_at", params.starts_at.as_deref())?;
+    let ends_at = timestamp("ends_at", params.ends_at.as_deref())?;
+    let window =
+        Window::new(starts_at, ends_at, now).map_err(|e| ApiError::invalid_input(e.to_string()))?;
+    let mut devices = Vec::with_capacity(params.device_ids.len());
+    let mut locks = Vec::with_capacity(params.device_ids.len());
+    for device_id in &params.device_ids {
+        let device = device_of(&state, &workspace.workspace_id, device_id).await?;
+        locks.push((
+            device.lock_rules()?,
+            state.store.codes_on_device(&device.device_id).await?,
+        ));
+        devices.push(device);
+    }
+    // (PIN for each lock, the group key when they share a generated PIN)
+    let (pins, common_code_key): (Vec<String>, Option<String>) = match &params.code {
+        Some(raw) => {
+            let pins = locks
+                .iter()
+                .map(|(rules, _)| pin(raw, rules).map(PinCode::into_string))
+                .collect::<Result<Vec<_>, _>>()?;
+            (pins, None)
+        }
+        None => match shared_code(&locks, params.preferred_code_length) {
+            Some(shared) => (
+                vec![shared; locks.len()],
+                Some(format!("auto_set_by_create_multiple_{}", uuid::Uuid::new_v4())),
+            ),
+            None if random_fallback => {
+                let mut rng = rand::thread_rng();
+                let pins = locks
+                    .iter()
+                    .map(|(rules, taken)| {
+                        let taken: Vec<&str> = taken.iter().map(String::as_str).collect();
+                        policy::generate(rules, &taken, params.preferred_code_length, &mut rng)
+                            .ok_or_else(|| ApiError::invalid_input("No free code could be generated for a device"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                (pins, None)
+            }
+            None => {
+                return Err(ApiError::BadRequest {
+                    kind: "cannot_share_code",
+                    message: "No code fits every device; pass behavior_when_code_cannot_be_shared=create_random_code"
+                        .into(),
+                })
+            }
+        },
+    };
+    let new_codes = devices
+        .iter()
+        .zip(pins)
+        .map(|(device, code)| NewAccessCode {
+            device,
+            name: params.name.clone(),
+            code,
+            kind: if window.is_some() {
+                AccessCodeType::TimeBound
+            } else {
+                AccessCodeType::Ongoing
+            },
+            starts_at: window.map(|w| w.starts_at),
+            ends_at: window.map(|w| w.ends_at),
+            status: pending_status(window, now),
+            is_external_modification_allowed: params
+                .allow_external_modification
+                .or(params.is_external_modification_allowed)
+                .unwrap_or(false),
+            is_one_time_use: false,
+            is_offline_access_code: false,
+            common_code_key: common_code_key.clone(),
+            job_at: match window {
+                Some(w) if now < w.starts_at => w.starts_at,
+                _ => now,
+            },
+        })
+        .collect();
+    let created = state
+        .store
+        .create_access_codes(new_codes, now)
+        .await
+        .map_err(duplicate_error)?;
+    state.engine.notify();
+    let codes: Vec<AccessCode> = created.into_iter().map(|(code, _)| code).collect();
+    Ok(Json(json!({ "access_codes": codes, "ok": true })))
+}
+
+#[derive(Deserialize)]
+struct UpdateMultipleParams {
+    common_code_key: String,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    starts_at: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    ends_at: Option<String>,
+}
+
+/// Updates every code of a `create_multiple` group the same way.
+async fn update_multiple(
+    State(state): State<AppState>,
+    Auth(workspace): Auth,
+    Params(params): Params<UpdateMultipleParams>,
+) -> Result<Json<Value>, ApiError> {
+    let now = state.clock.now();
+    let codes = state
+        .store
+        .codes_with_common_key(&workspace.workspace_id, &params.common_code_key)
+        .await?;
+    if codes.is_empty() {
+        return Err(ApiError::access_code_not_found());
+    }
+    for code in codes {
+        let update = UpdateParams {
+            access_code_id: code.access_code_id.clone(),
+            device_id: None,
+            name: params.name.clone(),
+            code: None,
+            starts_at: params.starts_at.clone(),
+            ends_at: params.ends_at.clone(),
+            kind: None,
+            allow_external_modification: None,
+            is_external_modification_allowed: None,
+            is_managed: None,
+            sync: None,
+        };
+        apply_update(&state, &workspace.workspace_id, code, &update, now).await?;
+    }
+    state.engine.notify();
+    Ok(Json(json!({ "ok": true })))
+}
+
+#[derive(Deserialize)]
+struct ConstraintsParams {
+    device_id: String,
+    #[serde(default, deserialize_with = "lenient::opt_u32s")]
+    supported_code_lengths: Option<Vec<u32>>,
+    #[serde(default, deserialize_with = "lenient::opt_u32")]
+    min_code_length: Option<u32>,
+    #[serde(default, deserialize_with = "lenient::opt_u32")]
+    max_code_length: Option<u32>,
+}
+
+/// Records the code lengths a device supports (`supported_code_lengths`, or a min/max range).
+async fn report_device_constraints(
+    State(state): State<AppState>,
+    Auth(workspace): Auth,
+    Params(params): Params<ConstraintsParams>,
+) -> Result<Json<Value>, ApiError> {
+    let device = device_of(&state, &workspace.workspace_id, &params.device_id).await?;
+    let in_range = |n: &u32| (4..=20).contains(n);
+    let lengths: Vec<u32> = match (
+        params.supported_code_lengths,
+        params.min_code_length,
+        params.max_code_length,
+    ) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            return Err(ApiError::invalid_input(
+                "Give supported_code_lengths or min_code_length/max_code_length, not both",
+            ))
+        }
+        (Some(lengths), None, None) if !lengths.is_empty() && lengths.iter().all(in_range) => {
+            lengths
+        }
+        (Some(_), None, None) => {
+            return Err(ApiError::invalid(
+                "supported_code_lengths",
+                "supported_code_lengths must be integers between 4 and 20",
+            ))
+        }
+        (None, min, max) if min.is_some() || max.is_some() => {
+            let min = min.unwrap_or(4);
+            let max = max.unwrap_or(20);
+            if !in_range(&min) || !in_range(&max) || min > max {
+                return Err(ApiError::invalid_input(
+                    "min_code_length and max_code_length must be between 4 and 20, min <= max",
+                ));
+            }
+            (min..=max).collect()
+        }
+        _ => {
+            return Err(ApiError::invalid_input(
+                "Either supported_code_lengths or min_code_length/max_code_length is required",
+            ))
+        }
+    };
+    state
+        .store
+        .set_supported_code_lengths(&device, &lengths)
+        .await?;
+    Ok(Json(json!({ "ok": true })))
 }

@@ -7,5 +7,6 @@ mod engine;
 mod faults;
 mod helpers;
 mod locks;
+mod multiple;
 mod tenancy;
 mod unmanaged;
