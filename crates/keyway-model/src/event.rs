@@ -35,6 +35,8 @@ pub enum EventType {
     AccessCodeUnmanagedRemoved,
     #[serde(rename = "access_code.unmanaged.converted_to_managed")]
     AccessCodeUnmanagedConvertedToManaged,
+    #[serde(rename = "access_code.backup_access_code_pulled")]
+    AccessCodeBackupAccessCodePulled,
     #[serde(rename = "lock.locked")]
     LockLocked,
     #[serde(rename = "lock.unlocked")]
@@ -48,7 +50,7 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 19] = [
+    pub const ALL: [EventType; 20] = [
         EventType::AccessCodeCreated,
         EventType::AccessCodeChanged,
         EventType::AccessCodeSetOnDevice,
@@ -63,6 +65,7 @@ impl EventType {
         EventType::AccessCodeUnmanagedCreated,
         EventType::AccessCodeUnmanagedRemoved,
         EventType::AccessCodeUnmanagedConvertedToManaged,
+        EventType::AccessCodeBackupAccessCodePulled,
         EventType::LockLocked,
         EventType::LockUnlocked,
         EventType::LockAccessDenied,
@@ -92,6 +95,7 @@ impl EventType {
             EventType::AccessCodeUnmanagedConvertedToManaged => {
                 "access_code.unmanaged.converted_to_managed"
             }
+            EventType::AccessCodeBackupAccessCodePulled => "access_code.backup_access_code_pulled",
             EventType::LockLocked => "lock.locked",
             EventType::LockUnlocked => "lock.unlocked",
             EventType::LockAccessDenied => "lock.access_denied",

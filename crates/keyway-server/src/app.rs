@@ -29,6 +29,8 @@ pub struct ServerConfig {
     pub database_url: Option<String>,
     pub seed: bool,
     pub sandbox_delay: Duration,
+    /// Backup codes kept on a lock once its backup pool is turned on.
+    pub backup_pool_size: u32,
     pub engine: EngineConfig,
 }
 
@@ -39,6 +41,7 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub sandbox: Arc<SandboxDriver>,
     pub seeded: bool,
+    pub backup_pool_size: u32,
 }
 
 struct ProviderDrivers {
@@ -122,6 +125,7 @@ pub async fn start_with_clock(
         clock,
         sandbox,
         seeded: config.seed,
+        backup_pool_size: config.backup_pool_size,
     };
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;

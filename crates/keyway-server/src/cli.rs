@@ -72,6 +72,9 @@ pub struct ServeArgs {
     /// Seconds of failed attempts before the engine gives up (`failed_to_*` error).
     #[arg(long, env = "KEYWAY_GIVE_UP_AFTER_SECS", default_value_t = 900)]
     pub give_up_after_secs: u64,
+    /// Backup codes kept on each lock whose backup pool is on.
+    #[arg(long, env = "KEYWAY_BACKUP_POOL_SIZE", default_value_t = 5)]
+    pub backup_pool_size: u32,
     /// Seconds between read-backs of each lock (jittered; backs off while a lock is offline).
     #[arg(long, env = "KEYWAY_POLL_INTERVAL_SECS", default_value_t = 60.0)]
     pub poll_interval_secs: f64,
@@ -92,6 +95,7 @@ impl ServeArgs {
             database_url: self.storage.database_url.clone(),
             seed: self.seed,
             sandbox_delay: Duration::from_millis(self.sandbox_delay_ms),
+            backup_pool_size: self.backup_pool_size.clamp(1, 50),
             engine: EngineConfig {
                 retry: RetryPolicy {
                     base: Duration::from_millis(self.retry_base_ms.max(1)),
@@ -139,6 +143,7 @@ pub async fn create_workspace(args: &CreateWorkspaceArgs) -> anyhow::Result<(Str
         database_url: args.storage.database_url.clone(),
         seed: false,
         sandbox_delay: Duration::from_millis(args.sandbox_delay_ms),
+        backup_pool_size: 5,
         engine: EngineConfig::default(),
     };
     let store: Store = open_store(&config).await?;

@@ -14,7 +14,11 @@ use crate::{new_id, Page, Result, Store, StoreError};
 pub(crate) const CODE_COLUMNS: &str = "seq, access_code_id, workspace_id, device_id, is_managed, \
     name, code, type, starts_at, ends_at, status, deleted, slot, confirmed_code, errors, warnings, \
     is_external_modification_allowed, is_one_time_use, is_offline_access_code, common_code_key, \
-    pending_since, created_at";
+    pending_since, created_at, is_backup, pulled_backup_access_code_id, \
+    (use_backup_access_code_pool = 1 AND pulled_backup_access_code_id IS NULL AND EXISTS ( \
+        SELECT 1 FROM access_codes b WHERE b.device_id = access_codes.device_id \
+        AND b.is_backup = 1 AND b.pulled_for_access_code_id IS NULL AND b.status = 'set' \
+        AND b.deleted = 0)) AS is_backup_access_code_available";
 
 /// A managed code to record. The caller has validated it against the lock's rules.
 pub struct NewAccessCode<'a> {
@@ -29,6 +33,7 @@ pub struct NewAccessCode<'a> {
     pub is_one_time_use: bool,
     pub is_offline_access_code: bool,
     pub common_code_key: Option<String>,
+    pub use_backup_access_code_pool: bool,
     /// When the engine should first look at the code.
     pub job_at: Timestamp,
 }
@@ -411,7 +416,7 @@ impl Store {
             .map(|ids| serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()));
         let sql = format!(
             "SELECT {CODE_COLUMNS} FROM access_codes WHERE workspace_id = ? AND is_managed = ?
-             AND (is_managed = 1 OR deleted = 0) AND (? IS NULL OR device_id = ?)
+             AND (is_managed = 1 OR deleted = 0) AND is_backup = 0 AND (? IS NULL OR device_id = ?)
              AND (? IS NULL OR access_code_id IN (SELECT value FROM json_each(?)))
              AND seq > ? ORDER BY seq LIMIT ?"
         );
@@ -426,6 +431,137 @@ impl Store {
             .bind(i64::from(filter.limit) + 1)
             .fetch_all(&self.reader)
             .await?)
+    }
+
+    /// Turns on the device's backup pool (a one-way step) with `size` codes.
+    pub async fn enable_backup_pool(&self, device: &DeviceRecord, size: u32) -> Result<()> {
+        sqlx::query(
+            "UPDATE devices SET backup_pool_size = MAX(backup_pool_size, ?) WHERE device_id = ?",
+        )
+        .bind(i64::from(size))
+        .bind(&device.device_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// How many backup codes the device's pool lacks.
+    pub async fn backup_pool_shortfall(&self, device_id: &str) -> Result<u32> {
+        let missing: i64 = sqlx::query_scalar(
+            "SELECT d.backup_pool_size - (SELECT COUNT(*) FROM access_codes b
+                WHERE b.device_id = d.device_id AND b.is_backup = 1
+                AND b.pulled_for_access_code_id IS NULL AND b.deleted = 0)
+             FROM devices d WHERE d.device_id = ?",
+        )
+        .bind(device_id)
+        .fetch_optional(&self.writer)
+        .await?
+        .unwrap_or(0);
+        Ok(u32::try_from(missing.max(0)).unwrap_or(0))
+    }
+
+    /// Adds backup codes with these PINs to the device's pool; the engine programs them.
+    pub async fn add_backup_codes(
+        &self,
+        device: &DeviceRecord,
+        pins: &[String],
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        for pin in pins {
+            let id = new_id();
+            sqlx::query(
+                "INSERT INTO access_codes (access_code_id, workspace_id, device_id, is_managed, name,
+                    code, type, status, is_backup, pending_since, created_at)
+                 VALUES (?, ?, ?, 1, 'Backup Access Code', ?, 'ongoing', 'setting', 1, ?, ?)",
+            )
+            .bind(&id)
+            .bind(&device.workspace_id)
+            .bind(&device.device_id)
+            .bind(pin)
+            .bind(now.millis())
+            .bind(now.millis())
+            .execute(&mut *tx)
+            .await?;
+            insert_job(&mut tx, &device.device_id, Some(&id), now, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Hands out a backup code for a time-bound code: the same one on every call, never one
+    /// handed out before. The backup leaves the lock when the original's window ends.
+    /// Answers `None` when the pool has nothing to give.
+    pub async fn pull_backup_code(
+        &self,
+        device: &DeviceRecord,
+        original: &AccessCode,
+        now: Timestamp,
+    ) -> Result<Option<AccessCode>> {
+        let mut tx = self.writer.begin().await?;
+        let already: Option<String> = sqlx::query_scalar(
+            "SELECT pulled_backup_access_code_id FROM access_codes WHERE access_code_id = ?",
+        )
+        .bind(&original.access_code_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .flatten();
+        let backup_id = match already {
+            Some(id) => id,
+            None => {
+                // Prefer a backup the lock already holds.
+                let Some(id): Option<String> = sqlx::query_scalar(
+                    "SELECT access_code_id FROM access_codes WHERE device_id = ? AND is_backup = 1
+                     AND pulled_for_access_code_id IS NULL AND deleted = 0
+                     ORDER BY status = 'set' DESC, seq LIMIT 1",
+                )
+                .bind(&device.device_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                else {
+                    return Ok(None);
+                };
+                sqlx::query(
+                    "UPDATE access_codes SET pulled_for_access_code_id = ?, type = 'time_bound',
+                        starts_at = ?, ends_at = ?, name = ? WHERE access_code_id = ?",
+                )
+                .bind(&original.access_code_id)
+                .bind(
+                    original
+                        .starts_at
+                        .map(|t| t.millis())
+                        .unwrap_or(now.millis())
+                        .min(now.millis()),
+                )
+                .bind(original.ends_at.map(|t| t.millis()))
+                .bind(original.name.as_deref().map(|n| format!("Backup of {n}")))
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("UPDATE access_codes SET pulled_backup_access_code_id = ? WHERE access_code_id = ?")
+                    .bind(&id)
+                    .bind(&original.access_code_id)
+                    .execute(&mut *tx)
+                    .await?;
+                // The engine now knows when the backup must leave the lock.
+                insert_job(&mut tx, &device.device_id, Some(&id), now, now).await?;
+                let payload = serde_json::json!({ "backup_access_code_id": id });
+                insert_event_with(
+                    &mut tx,
+                    EventType::AccessCodeBackupAccessCodePulled,
+                    device,
+                    Some(&original.access_code_id),
+                    None,
+                    Some(payload),
+                    now,
+                )
+                .await?;
+                id
+            }
+        };
+        let backup = fetch_code(&mut tx, &backup_id).await?.into_managed()?;
+        tx.commit().await?;
+        Ok(Some(backup))
     }
 
     /// The managed codes of a `create_multiple` group.
@@ -526,8 +662,9 @@ async fn insert_code(
     sqlx::query(
         "INSERT INTO access_codes (access_code_id, workspace_id, device_id, is_managed, name,
             code, type, starts_at, ends_at, status, is_external_modification_allowed,
-            is_one_time_use, is_offline_access_code, common_code_key, pending_since, created_at)
-         VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            is_one_time_use, is_offline_access_code, common_code_key, pending_since, created_at,
+            use_backup_access_code_pool)
+         VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&access_code_id)
     .bind(&new.device.workspace_id)
@@ -544,6 +681,7 @@ async fn insert_code(
     .bind(&new.common_code_key)
     .bind(now.millis())
     .bind(now.millis())
+    .bind(new.use_backup_access_code_pool)
     .execute(&mut **tx)
     .await?;
     insert_job(

@@ -2,7 +2,8 @@
 
 use keyway_core::policy::LockRules;
 use keyway_model::{
-    CodeConstraint, ConnectedAccount, Device, DeviceError, DeviceProperties, Timestamp, Workspace,
+    CodeConstraint, ConnectedAccount, Device, DeviceError, DeviceProperties, DeviceWarning,
+    Timestamp, Workspace,
 };
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +40,9 @@ pub struct DeviceRecord {
     /// Its connected account lost its connection.
     pub account_disconnected: bool,
     pub locked: bool,
+    /// Target size of the backup pool (0: no pool), and backups ready on the lock.
+    pub backup_pool_size: i64,
+    pub backup_codes_ready: i64,
 }
 
 impl DeviceRecord {
@@ -81,6 +85,12 @@ impl DeviceRecord {
         if !self.online {
             faults.push(("device_offline", "Device is offline"));
         }
+        if self.backup_pool_size > 0 && self.backup_codes_ready == 0 {
+            faults.push((
+                "empty_backup_access_code_pool",
+                "The backup access code pool is empty",
+            ));
+        }
         faults
     }
 
@@ -109,7 +119,17 @@ impl DeviceRecord {
             location: None,
             space_ids: vec![],
             errors,
-            warnings: vec![],
+            warnings: if self.backup_pool_size > 0
+                && (1..self.backup_pool_size).contains(&self.backup_codes_ready)
+            {
+                vec![DeviceWarning {
+                    warning_code: "partial_backup_access_code_pool".into(),
+                    message: "The backup access code pool is not full".into(),
+                    created_at,
+                }]
+            } else {
+                vec![]
+            },
             created_at,
             is_managed: true,
             custom_metadata: Default::default(),
@@ -197,7 +217,10 @@ impl ConnectedAccountRow {
 pub(crate) const DEVICE_SELECT: &str = "SELECT d.seq, d.device_id, d.workspace_id, \
     d.connected_account_id, d.provider, d.device_type, d.name, d.manufacturer, d.code_rules, \
     d.created_at, COALESCE(s.online, 1) AS online, COALESCE(s.removed, 0) AS removed, COALESCE(s.locked, 1) AS locked, \
-    a.disconnected AS account_disconnected \
+    a.disconnected AS account_disconnected, d.backup_pool_size, \
+    (SELECT COUNT(*) FROM access_codes b WHERE b.device_id = d.device_id AND b.is_backup = 1 \
+        AND b.pulled_for_access_code_id IS NULL AND b.deleted = 0 AND b.status = 'set') \
+        AS backup_codes_ready \
     FROM devices d LEFT JOIN sandbox_locks s ON s.device_id = d.device_id \
     JOIN connected_accounts a ON a.connected_account_id = d.connected_account_id";
 

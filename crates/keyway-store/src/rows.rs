@@ -41,6 +41,9 @@ pub(crate) struct AccessCodeRow {
     pub common_code_key: Option<String>,
     pub pending_since: Option<i64>,
     pub created_at: i64,
+    pub is_backup: bool,
+    pub pulled_backup_access_code_id: Option<String>,
+    pub is_backup_access_code_available: bool,
 }
 
 impl AccessCodeRow {
@@ -78,9 +81,9 @@ impl AccessCodeRow {
             code: self.code,
             common_code_key: self.common_code_key,
             is_managed: true,
-            is_backup: false,
-            is_backup_access_code_available: false,
-            pulled_backup_access_code_id: None,
+            is_backup: self.is_backup,
+            is_backup_access_code_available: self.is_backup_access_code_available,
+            pulled_backup_access_code_id: self.pulled_backup_access_code_id,
             is_external_modification_allowed: self.is_external_modification_allowed,
             is_one_time_use: self.is_one_time_use,
             is_offline_access_code: self.is_offline_access_code,

@@ -46,6 +46,10 @@ pub fn router() -> Router<AppState> {
             "/access_codes/report_device_constraints",
             post(report_device_constraints),
         )
+        .route(
+            "/access_codes/pull_backup_access_code",
+            post(pull_backup_access_code),
+        )
         .route("/access_codes/get", read(get))
         .route("/access_codes/list", read(list))
         .route("/access_codes/update", update(update_code))
@@ -144,9 +148,16 @@ async fn create(
     let ends_at = timestamp("ends_at", params.ends_at.as_deref())?;
     let window =
         Window::new(starts_at, ends_at, now).map_err(|e| ApiError::invalid_input(e.to_string()))?;
-    if params.use_backup_access_code_pool == Some(true) && window.is_none() {
+    let use_backup_pool = params.use_backup_access_code_pool == Some(true);
+    if use_backup_pool && window.is_none() {
         return Err(ApiError::invalid_input(
             "Cannot use the backup pool for ongoing codes",
+        ));
+    }
+    if use_backup_pool && !device.code_rules()?.supports_backup_access_code_pool {
+        return Err(ApiError::invalid(
+            "use_backup_access_code_pool",
+            "This device does not support a backup access code pool",
         ));
     }
     if params
@@ -198,6 +209,7 @@ async fn create(
                 is_one_time_use: params.is_one_time_use.unwrap_or(false),
                 is_offline_access_code: false,
                 common_code_key: params.common_code_key,
+                use_backup_access_code_pool: use_backup_pool,
                 job_at: match window {
                     Some(w) if now < w.starts_at => w.starts_at,
                     _ => now,
@@ -206,16 +218,14 @@ async fn create(
             now,
         )
         .await
-        .map_err(|e| match e {
-            keyway_store::StoreError::Conflict(_) => ApiError::Conflict {
-                kind: "duplicate_access_code",
-                message:
-                    "Cannot create a duplicate access code: this PIN is already on the device \
-                          for an overlapping time"
-                        .into(),
-            },
-            other => other.into(),
-        })?;
+        .map_err(duplicate_error)?;
+    if use_backup_pool {
+        state
+            .store
+            .enable_backup_pool(&device, state.backup_pool_size)
+            .await?;
+        refill_backup_pool(&state, &device).await?;
+    }
     state.engine.notify();
     let (access_code, action_attempt) = if params.sync == Some(true) {
         let attempt = wait_for_attempt(&state, &workspace.workspace_id, action_attempt).await?;
@@ -940,6 +950,7 @@ async fn create_multiple(
             is_one_time_use: false,
             is_offline_access_code: false,
             common_code_key: common_code_key.clone(),
+            use_backup_access_code_pool: false,
             job_at: match window {
                 Some(w) if now < w.starts_at => w.starts_at,
                 _ => now,
@@ -1060,4 +1071,80 @@ async fn report_device_constraints(
         .set_supported_code_lengths(&device, &lengths)
         .await?;
     Ok(Json(json!({ "ok": true })))
+}
+
+/// Tops the device's backup pool up with fresh PINs the lock accepts.
+async fn refill_backup_pool(state: &AppState, device: &DeviceRecord) -> Result<(), ApiError> {
+    let missing = state.store.backup_pool_shortfall(&device.device_id).await?;
+    if missing == 0 {
+        return Ok(());
+    }
+    let rules = device.lock_rules()?;
+    let mut taken = state.store.codes_on_device(&device.device_id).await?;
+    let mut pins = Vec::new();
+    for _ in 0..missing {
+        let taken_refs: Vec<&str> = taken.iter().map(String::as_str).collect();
+        let Some(pin) = policy::generate(&rules, &taken_refs, None, &mut rand::thread_rng()) else {
+            break;
+        };
+        taken.push(pin.clone());
+        pins.push(pin);
+    }
+    state
+        .store
+        .add_backup_codes(device, &pins, state.clock.now())
+        .await?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct PullBackupParams {
+    access_code_id: String,
+}
+
+/// Hands out a backup code for a time-bound code (the same one on every call) and refills the
+/// pool. Answers it as both `access_code` (seam JS, Python) and `backup_access_code` (v8).
+async fn pull_backup_access_code(
+    State(state): State<AppState>,
+    Auth(workspace): Auth,
+    Params(params): Params<PullBackupParams>,
+) -> Result<Json<Value>, ApiError> {
+    let original = state
+        .store
+        .get_access_code(
+            &workspace.workspace_id,
+            CodeLookup::Id(&params.access_code_id),
+        )
+        .await?
+        .ok_or_else(ApiError::access_code_not_found)?;
+    if original.kind != AccessCodeType::TimeBound {
+        return Err(ApiError::BadRequest {
+            kind: "access_code_not_time_bound",
+            message: "Backups can only be used for time_bound access codes.".into(),
+        });
+    }
+    let device = device_of(&state, &workspace.workspace_id, &original.device_id).await?;
+    if device.backup_pool_size == 0 {
+        return Err(ApiError::BadRequest {
+            kind: "backup_access_code_pool_not_enabled",
+            message:
+                "Create a code with use_backup_access_code_pool to turn on this device's pool."
+                    .into(),
+        });
+    }
+    let backup = state
+        .store
+        .pull_backup_code(&device, &original, state.clock.now())
+        .await?
+        .ok_or(ApiError::NotFound {
+            kind: "backup_access_code_not_found",
+            message: "The backup access code pool is empty".into(),
+        })?;
+    refill_backup_pool(&state, &device).await?;
+    state.engine.notify();
+    Ok(Json(json!({
+        "access_code": backup,
+        "backup_access_code": backup,
+        "ok": true,
+    })))
 }

@@ -25,6 +25,7 @@ pub fn test_config(dir: &TempDir) -> ServerConfig {
         database_url: None,
         seed: true,
         sandbox_delay: Duration::ZERO,
+        backup_pool_size: 2,
         engine: EngineConfig {
             retry: RetryPolicy {
                 base: Duration::from_millis(50),

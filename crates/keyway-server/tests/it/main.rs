@@ -3,6 +3,7 @@
 
 mod access_codes;
 mod api_surface;
+mod backup;
 mod engine;
 mod faults;
 mod helpers;
