@@ -114,6 +114,8 @@ pub async fn start_with_clock(
             .seed(config.sandbox_delay.as_millis() as u64, clock.now())
             .await?;
     }
+    // SQLite serves one process: leases left by a previous run of it are stale.
+    store.release_all_leases().await?;
     let sandbox = Arc::new(SandboxDriver::new(Arc::new(store.clone())));
     let drivers = Arc::new(ProviderDrivers {
         sandbox: sandbox.clone(),

@@ -391,6 +391,15 @@ impl Store {
         Ok(attempt)
     }
 
+    /// Frees every device lease. Only for a store that this one process owns (SQLite): after a
+    /// crash, the dead process's leases would otherwise hold its locks until they expire.
+    pub async fn release_all_leases(&self) -> Result<()> {
+        sqlx::query("UPDATE devices SET lease_owner = NULL, lease_until = NULL")
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     /// Devices with due work whose lease is free.
     pub async fn due_devices(&self, now: Timestamp, limit: u32) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar(

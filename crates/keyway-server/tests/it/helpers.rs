@@ -44,6 +44,14 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut ServerConfig)) -> TestApp {
+    // Server logs show up with a failing test's output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_test_writer()
+        .try_init();
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = test_config(&dir);
     adjust(&mut config);
@@ -66,6 +74,9 @@ impl TestApp {
     /// Kills the server (tasks aborted mid-flight) and starts a new one on the same data.
     pub async fn restart(&mut self) {
         self.server.kill();
+        // A dead process releases its SQLite locks; in-process, the aborted tasks' connections
+        // must be closed to do the same.
+        self.server.store.close().await;
         let mut config = self.config.clone();
         config.seed = false;
         self.server = keyway_server::start(config).await.expect("server restarts");

@@ -8,6 +8,7 @@ mod engine;
 mod faults;
 mod helpers;
 mod locks;
+mod model;
 mod multiple;
 mod tenancy;
 mod unmanaged;
