@@ -13,7 +13,7 @@ use axum::Router;
 use keyway_core::{Clock, SystemClock};
 use keyway_drivers::sandbox::SandboxDriver;
 use keyway_drivers::LockDriver;
-use keyway_store::{DeviceRecord, Store};
+use keyway_store::{DeviceRecord, Store, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -27,6 +27,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
+    /// Pool size and statement timeout.
+    pub store: StoreOptions,
     pub seed: bool,
     pub sandbox_delay: Duration,
     /// Backup codes kept on a lock once its backup pool is turned on.
@@ -92,9 +94,8 @@ impl Drop for RunningServer {
 
 pub async fn open_store(config: &ServerConfig) -> anyhow::Result<Store> {
     let store = match &config.database_url {
-        Some(url) if url.starts_with("sqlite:") => Store::open(url).await?,
-        Some(url) => anyhow::bail!("unsupported database URL {url:?}: use sqlite://PATH"),
-        None => Store::open_dir(&config.data_dir).await?,
+        Some(url) => Store::open(url, &config.store).await?,
+        None => Store::open_dir(&config.data_dir, &config.store).await?,
     };
     Ok(store)
 }
@@ -114,8 +115,11 @@ pub async fn start_with_clock(
             .seed(config.sandbox_delay.as_millis() as u64, clock.now())
             .await?;
     }
-    // SQLite serves one process: leases left by a previous run of it are stale.
-    store.release_all_leases().await?;
+    // A database this process owns (SQLite) holds only stale leases of a previous run; in a
+    // shared one (Postgres) they belong to live instances, or expire.
+    if store.is_exclusive() {
+        store.release_all_leases().await?;
+    }
     let sandbox = Arc::new(SandboxDriver::new(Arc::new(store.clone())));
     let drivers = Arc::new(ProviderDrivers {
         sandbox: sandbox.clone(),

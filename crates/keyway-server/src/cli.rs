@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use keyway_core::retry::RetryPolicy;
 use keyway_core::{Clock, SystemClock};
-use keyway_store::{DeviceCodeRules, NewWorkspace, Store, SEED};
+use keyway_store::{DeviceCodeRules, NewWorkspace, Store, StoreOptions, SEED};
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 
@@ -45,9 +45,25 @@ pub struct StorageArgs {
     /// Directory holding the SQLite database.
     #[arg(long, env = "KEYWAY_DATA_DIR", default_value = "keyway-data")]
     pub data_dir: PathBuf,
-    /// Database URL (`sqlite://PATH`); overrides --data-dir.
+    /// Database URL (`sqlite://PATH` or `postgres://USER@HOST:PORT/DB`); overrides --data-dir.
     #[arg(long, env = "KEYWAY_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Database connections in the pool (SQLite: reader connections besides the one writer).
+    #[arg(long, env = "KEYWAY_DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
+    pub database_max_connections: u32,
+    /// Longest a database statement may run, in milliseconds (SQLite: longest wait for the
+    /// write lock); also bounds the wait for a pooled connection (at most 5 s).
+    #[arg(long, env = "KEYWAY_STATEMENT_TIMEOUT_MS", default_value_t = 10_000)]
+    pub statement_timeout_ms: u64,
+}
+
+impl StorageArgs {
+    pub fn options(&self) -> StoreOptions {
+        StoreOptions {
+            max_connections: self.database_max_connections.max(1),
+            statement_timeout: Duration::from_millis(self.statement_timeout_ms.max(100)),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -78,6 +94,10 @@ pub struct ServeArgs {
     /// Seconds between read-backs of each lock (jittered; backs off while a lock is offline).
     #[arg(long, env = "KEYWAY_POLL_INTERVAL_SECS", default_value_t = 60.0)]
     pub poll_interval_secs: f64,
+    /// Seconds a device lease lasts without renewal: how long the locks of an instance that
+    /// died stay untouched before another instance takes over.
+    #[arg(long, env = "KEYWAY_LEASE_SECS", default_value_t = 30.0)]
+    pub lease_secs: f64,
 }
 
 impl ServeArgs {
@@ -93,6 +113,7 @@ impl ServeArgs {
             listen,
             data_dir: self.storage.data_dir.clone(),
             database_url: self.storage.database_url.clone(),
+            store: self.storage.options(),
             seed: self.seed,
             sandbox_delay: Duration::from_millis(self.sandbox_delay_ms),
             backup_pool_size: self.backup_pool_size.clamp(1, 50),
@@ -106,6 +127,9 @@ impl ServeArgs {
                 poll_interval: Duration::try_from_secs_f64(self.poll_interval_secs)
                     .unwrap_or(Duration::from_secs(60))
                     .max(Duration::from_millis(100)),
+                lease: Duration::try_from_secs_f64(self.lease_secs)
+                    .unwrap_or(Duration::from_secs(30))
+                    .max(Duration::from_millis(500)),
                 ..EngineConfig::default()
             },
         }
@@ -141,6 +165,7 @@ pub async fn create_workspace(args: &CreateWorkspaceArgs) -> anyhow::Result<(Str
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         data_dir: args.storage.data_dir.clone(),
         database_url: args.storage.database_url.clone(),
+        store: args.storage.options(),
         seed: false,
         sandbox_delay: Duration::from_millis(args.sandbox_delay_ms),
         backup_pool_size: 5,

@@ -29,6 +29,9 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("{0}")]
     Timeout(String),
+    /// The database cannot be reached right now.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -72,6 +75,7 @@ impl ApiError {
             ApiError::Conflict { kind, .. } => (StatusCode::CONFLICT, kind),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_server_error"),
         }
     }
@@ -84,6 +88,10 @@ impl From<StoreError> for ApiError {
                 kind: "duplicate_access_code",
                 message,
             },
+            StoreError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "database unavailable");
+                ApiError::Unavailable("The database is unavailable; try again shortly".into())
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

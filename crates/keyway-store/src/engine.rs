@@ -1,19 +1,19 @@
 //! What the engine needs from the store: due device work, per-device leases, and recording the
 //! outcome of each step on a lock — status, errors, warnings, events and action attempts of a
 //! code change together in one transaction with the job that caused them.
+//!
+//! This module holds the types and the [`EngineStore`] interface, and the decisions about rows
+//! that both backends share (which warnings a step leaves, which lock slots are unmanaged codes).
+//! No SQL here.
 
+use async_trait::async_trait;
 use keyway_model::{
     AccessCodeError, AccessCodeWarning, ActionAttempt, ActionType, EventType, Timestamp,
 };
-use sqlx::{Sqlite, Transaction};
 
-use crate::access_codes::{
-    fetch_code, insert_attempt, insert_event, insert_event_with, insert_job, resolve_attempt,
-    CODE_COLUMNS,
-};
 use crate::accounts::DeviceRecord;
-use crate::rows::AccessCodeRow;
-use crate::{new_id, Result, Store, StoreError};
+use crate::rows::{opt_ts, AccessCodeRow};
+use crate::Result;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeviceJob {
@@ -93,810 +93,297 @@ pub enum ExternalChange {
     Deleted,
 }
 
-impl Store {
+/// Device work for the engine: jobs, leases, lock read-backs and the outcome of each step.
+#[async_trait]
+pub trait EngineStore: Send + Sync {
     /// Managed codes the lock confirmed and that should still be on it.
-    pub async fn confirmed_codes(&self, device_id: &str) -> Result<Vec<ConfirmedCode>> {
-        Ok(sqlx::query_as(
-            "SELECT access_code_id, slot, confirmed_code, is_external_modification_allowed
-             FROM access_codes WHERE device_id = ? AND is_managed = 1 AND status = 'set'
-             AND deleted = 0 AND slot IS NOT NULL AND confirmed_code IS NOT NULL",
-        )
-        .bind(device_id)
-        .fetch_all(&self.writer)
-        .await?)
-    }
+    async fn confirmed_codes(&self, device_id: &str) -> Result<Vec<ConfirmedCode>>;
 
     /// Records a change made at the lock to a confirmed code. Unless the code allows external
     /// modification, it gets a warning and a job to put it back; otherwise Keyway takes the
     /// lock's word for it.
-    pub async fn record_external_change(
+    async fn record_external_change(
         &self,
         device: &DeviceRecord,
         code: &ConfirmedCode,
         change: ExternalChange,
         now: Timestamp,
-    ) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        let id = code.access_code_id.as_str();
-        let event = match change {
-            ExternalChange::Modified { .. } => EventType::AccessCodeModifiedExternalToSeam,
-            ExternalChange::Deleted => EventType::AccessCodeDeletedExternalToSeam,
-        };
-        insert_event(&mut tx, event, device, Some(id), None, now).await?;
-        match (code.is_external_modification_allowed, change) {
-            (true, ExternalChange::Modified { pin }) => {
-                sqlx::query(
-                    "UPDATE access_codes SET code = ?, confirmed_code = ? WHERE access_code_id = ?",
-                )
-                .bind(&pin)
-                .bind(&pin)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            }
-            (true, ExternalChange::Deleted) => {
-                sqlx::query("DELETE FROM access_codes WHERE access_code_id = ?")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("DELETE FROM device_jobs WHERE access_code_id = ?")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            (false, change) => {
-                let Some(row) = try_fetch_code(&mut tx, id).await? else {
-                    return Ok(());
-                };
-                let mut warnings = row.warnings()?;
-                warnings.retain(|w| w.warning_code != "code_modified_external_to_seam");
-                warnings.push(AccessCodeWarning {
-                    warning_code: "code_modified_external_to_seam".into(),
-                    message: "Code was modified or removed externally after Keyway set it on the \
-                              device; Keyway is putting it back."
-                        .into(),
-                    created_at: Some(now),
-                });
-                // What the slot holds now is what Keyway overwrites (the slot stays ours).
-                let held = match change {
-                    ExternalChange::Modified { pin } => Some(pin),
-                    ExternalChange::Deleted => None,
-                };
-                sqlx::query(
-                    "UPDATE access_codes SET status = 'setting', confirmed_code = ?, warnings = ?,
-                        pending_since = ? WHERE access_code_id = ?",
-                )
-                .bind(held)
-                .bind(json(&warnings)?)
-                .bind(now.millis())
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-                insert_job(&mut tx, &device.device_id, Some(id), now, now).await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(())
-    }
+    ) -> Result<()>;
 
     /// Makes sure the lock is read back at `at` at the latest (with `attempts` failed reads
     /// so far, for back-off).
-    pub async fn schedule_read(&self, device_id: &str, at: Timestamp, attempts: i64) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        let existing: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT job_id, run_after FROM device_jobs WHERE device_id = ? AND access_code_id IS NULL
-             AND action IS NULL ORDER BY run_after LIMIT 1",
-        )
-        .bind(device_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        match existing {
-            Some((job_id, run_after)) if run_after > at.millis() => {
-                sqlx::query("UPDATE device_jobs SET run_after = ?, attempts = ? WHERE job_id = ?")
-                    .bind(at.millis())
-                    .bind(attempts)
-                    .bind(job_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            Some(_) => {}
-            None => {
-                sqlx::query(
-                    "INSERT INTO device_jobs (device_id, access_code_id, run_after, attempts, created_at)
-                     VALUES (?, NULL, ?, ?, ?)",
-                )
-                .bind(device_id)
-                .bind(at.millis())
-                .bind(attempts)
-                .bind(at.millis())
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(())
-    }
+    async fn schedule_read(&self, device_id: &str, at: Timestamp, attempts: i64) -> Result<()>;
 
     /// Gives every device without a scheduled read-back one, due now.
-    pub async fn ensure_reads(&self, now: Timestamp) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO device_jobs (device_id, access_code_id, run_after, created_at)
-             SELECT d.device_id, NULL, ?, ? FROM devices d WHERE NOT EXISTS (
-                SELECT 1 FROM device_jobs j WHERE j.device_id = d.device_id
-                AND j.access_code_id IS NULL AND j.action IS NULL)",
-        )
-        .bind(now.millis())
-        .bind(now.millis())
-        .execute(&self.writer)
-        .await?;
-        Ok(())
-    }
+    async fn ensure_reads(&self, now: Timestamp) -> Result<()>;
 
     /// Queues a lock or unlock command for the lock; answers its pending action attempt.
-    pub async fn enqueue_lock_action(
+    async fn enqueue_lock_action(
         &self,
         device: &DeviceRecord,
         lock: bool,
         now: Timestamp,
-    ) -> Result<ActionAttempt> {
-        let mut tx = self.writer.begin().await?;
-        let action_type = if lock {
-            ActionType::LockDoor
-        } else {
-            ActionType::UnlockDoor
-        };
-        let attempt = insert_attempt(
-            &mut tx,
-            &device.workspace_id,
-            action_type,
-            None,
-            &device.device_id,
-            now,
-        )
-        .await?;
-        sqlx::query(
-            "INSERT INTO device_jobs (device_id, run_after, created_at, action, action_attempt_id)
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&device.device_id)
-        .bind(now.millis())
-        .bind(now.millis())
-        .bind(if lock { "lock" } else { "unlock" })
-        .bind(&attempt.action_attempt_id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(attempt)
-    }
+    ) -> Result<ActionAttempt>;
 
     /// Reports a door command: its attempt settles, and on success `lock.locked` /
     /// `lock.unlocked` (method `seamapi`) is recorded.
-    pub async fn finish_lock_action(
+    async fn finish_lock_action(
         &self,
         device: &DeviceRecord,
         action_attempt_id: &str,
         lock: bool,
         outcome: std::result::Result<(), (&str, &str)>,
         now: Timestamp,
-    ) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        match outcome {
-            Ok(()) => {
-                resolve_attempt(&mut tx, action_attempt_id, Ok(serde_json::json!({}))).await?;
-                let event = if lock {
-                    EventType::LockLocked
-                } else {
-                    EventType::LockUnlocked
-                };
-                let payload = serde_json::json!({ "method": "seamapi", "action_attempt_id": action_attempt_id });
-                insert_event_with(&mut tx, event, device, None, None, Some(payload), now).await?;
-            }
-            Err(error) => resolve_attempt(&mut tx, action_attempt_id, Err(error)).await?,
-        }
-        tx.commit().await?;
-        Ok(())
-    }
+    ) -> Result<()>;
 
     /// Someone typed `pin` at the lock's keypad; `slot` is where the lock found it, if anywhere.
     /// Records `lock.unlocked` (method `keycode`, with the access code) or `lock.access_denied`,
     /// and a one-time code is deleted after its first use. Answers the settled attempt.
-    pub async fn record_keypad_entry(
+    async fn record_keypad_entry(
         &self,
         device: &DeviceRecord,
         pin: &str,
         slot: Option<u32>,
         now: Timestamp,
-    ) -> Result<ActionAttempt> {
-        let mut tx = self.writer.begin().await?;
-        let matched: Option<(String, bool, bool)> = match slot {
-            Some(slot) => {
-                sqlx::query_as(
-                    "SELECT access_code_id, is_managed, is_one_time_use FROM access_codes
-                 WHERE device_id = ? AND slot = ? AND (code = ? OR confirmed_code = ?) LIMIT 1",
-                )
-                .bind(&device.device_id)
-                .bind(i64::from(slot))
-                .bind(pin)
-                .bind(pin)
-                .fetch_optional(&mut *tx)
-                .await?
-            }
-            None => None,
-        };
-        let attempt = insert_attempt(
-            &mut tx,
-            &device.workspace_id,
-            ActionType::SimulateKeypadCodeEntry,
-            None,
-            &device.device_id,
-            now,
-        )
-        .await?;
-        if slot.is_some() {
-            sqlx::query("UPDATE sandbox_locks SET locked = 0 WHERE device_id = ?")
-                .bind(&device.device_id)
-                .execute(&mut *tx)
-                .await?;
-            let mut payload = serde_json::json!({
-                "method": "keycode",
-                "action_attempt_id": attempt.action_attempt_id,
-            });
-            if let Some((_, is_managed, _)) = &matched {
-                payload["access_code_is_managed"] = serde_json::json!(is_managed);
-            }
-            let id = matched.as_ref().map(|(id, _, _)| id.as_str());
-            insert_event_with(
-                &mut tx,
-                EventType::LockUnlocked,
-                device,
-                id,
-                None,
-                Some(payload),
-                now,
-            )
-            .await?;
-            if let Some((id, true, true)) = &matched {
-                // A one-time code has been used: it goes.
-                sqlx::query(
-                    "UPDATE access_codes SET deleted = 1, status = 'removing', pending_since = ?
-                     WHERE access_code_id = ?",
-                )
-                .bind(now.millis())
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-                insert_job(&mut tx, &device.device_id, Some(id), now, now).await?;
-            }
-        } else {
-            insert_event_with(
-                &mut tx,
-                EventType::LockAccessDenied,
-                device,
-                None,
-                None,
-                None,
-                now,
-            )
-            .await?;
-        }
-        resolve_attempt(
-            &mut tx,
-            &attempt.action_attempt_id,
-            Ok(serde_json::json!({})),
-        )
-        .await?;
-        let attempt =
-            crate::access_codes::fetch_attempt(&mut tx, &attempt.action_attempt_id).await?;
-        tx.commit().await?;
-        Ok(attempt)
-    }
+    ) -> Result<ActionAttempt>;
 
-    /// Frees every device lease. Only for a store that this one process owns (SQLite): after a
-    /// crash, the dead process's leases would otherwise hold its locks until they expire.
-    pub async fn release_all_leases(&self) -> Result<()> {
-        sqlx::query("UPDATE devices SET lease_owner = NULL, lease_until = NULL")
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
+    /// Frees every device lease. Only for a store that this one process owns
+    /// ([`crate::Backend::is_exclusive`]): after a crash, the dead process's leases would
+    /// otherwise hold its locks until they expire.
+    async fn release_all_leases(&self) -> Result<()>;
 
     /// Devices with due work whose lease is free.
-    pub async fn due_devices(&self, now: Timestamp, limit: u32) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT DISTINCT j.device_id FROM device_jobs j JOIN devices d ON d.device_id = j.device_id
-             WHERE j.run_after <= ? AND (d.lease_until IS NULL OR d.lease_until < ?) LIMIT ?",
-        )
-        .bind(now.millis())
-        .bind(now.millis())
-        .bind(i64::from(limit))
-        .fetch_all(&self.writer)
-        .await?)
-    }
+    async fn due_devices(&self, now: Timestamp, limit: u32) -> Result<Vec<String>>;
 
     /// When the earliest job of a device that nobody holds is due.
-    pub async fn next_job_at(&self, now: Timestamp) -> Result<Option<Timestamp>> {
-        let at: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(j.run_after) FROM device_jobs j JOIN devices d ON d.device_id = j.device_id
-             WHERE d.lease_until IS NULL OR d.lease_until < ?",
-        )
-        .bind(now.millis())
-        .fetch_one(&self.writer)
-        .await?;
-        Ok(at.and_then(Timestamp::from_millis))
-    }
+    async fn next_job_at(&self, now: Timestamp) -> Result<Option<Timestamp>>;
 
-    /// Takes (or renews) the device's lease for `owner` until `until`.
-    pub async fn claim_device(
+    /// Takes (or renews) the device's lease for `owner` until `until`: atomically, so that of
+    /// several instances claiming one device at once exactly one gets it.
+    async fn claim_device(
         &self,
         device_id: &str,
         owner: &str,
         now: Timestamp,
         until: Timestamp,
-    ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE devices SET lease_owner = ?, lease_until = ? WHERE device_id = ?
-             AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)",
-        )
-        .bind(owner)
-        .bind(until.millis())
-        .bind(device_id)
-        .bind(now.millis())
-        .bind(owner)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
+    ) -> Result<bool>;
 
-    pub async fn release_device(&self, device_id: &str, owner: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE devices SET lease_owner = NULL, lease_until = NULL
-             WHERE device_id = ? AND lease_owner = ?",
-        )
-        .bind(device_id)
-        .bind(owner)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
-    }
+    async fn release_device(&self, device_id: &str, owner: &str) -> Result<()>;
 
-    pub async fn due_jobs(
-        &self,
-        device_id: &str,
-        now: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<DeviceJob>> {
-        Ok(sqlx::query_as(
-            "SELECT job_id, access_code_id, attempts, action, action_attempt_id FROM device_jobs
-             WHERE device_id = ? AND run_after <= ? ORDER BY run_after, job_id LIMIT ?",
-        )
-        .bind(device_id)
-        .bind(now.millis())
-        .bind(i64::from(limit))
-        .fetch_all(&self.writer)
-        .await?)
-    }
+    /// The device's due jobs, oldest first. The caller holds the device's lease.
+    async fn due_jobs(&self, device_id: &str, now: Timestamp, limit: u32)
+        -> Result<Vec<DeviceJob>>;
 
-    pub async fn delete_jobs(&self, job_ids: &[i64]) -> Result<()> {
-        let ids = serde_json::to_string(job_ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query("DELETE FROM device_jobs WHERE job_id IN (SELECT value FROM json_each(?))")
-            .bind(ids)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
+    async fn delete_jobs(&self, job_ids: &[i64]) -> Result<()>;
 
     /// Queues work for a device (a read-back when `access_code_id` is `None`).
-    pub async fn enqueue_job(
+    async fn enqueue_job(
         &self,
         device_id: &str,
         access_code_id: Option<&str>,
         run_after: Timestamp,
         now: Timestamp,
-    ) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        insert_job(&mut tx, device_id, access_code_id, run_after, now).await?;
-        tx.commit().await?;
-        Ok(())
-    }
+    ) -> Result<()>;
 
     /// Slots chosen by managed codes of the device (programmed or being programmed).
-    pub async fn reserved_slots(&self, device_id: &str) -> Result<Vec<u32>> {
-        let slots: Vec<i64> = sqlx::query_scalar(
-            "SELECT slot FROM access_codes WHERE device_id = ? AND is_managed = 1 AND slot IS NOT NULL",
-        )
-        .bind(device_id)
-        .fetch_all(&self.writer)
-        .await?;
-        Ok(slots
-            .into_iter()
-            .filter_map(|s| u32::try_from(s).ok())
-            .collect())
-    }
+    async fn reserved_slots(&self, device_id: &str) -> Result<Vec<u32>>;
 
     /// Queues a look at every managed code of the device and pulls its pending work forward
     /// (after the lock came back, say).
-    pub async fn wake_device(&self, device_id: &str, now: Timestamp) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query("UPDATE device_jobs SET run_after = ? WHERE device_id = ? AND run_after > ?")
-            .bind(now.millis())
-            .bind(device_id)
-            .bind(now.millis())
-            .execute(&mut *tx)
-            .await?;
-        let codes: Vec<String> = sqlx::query_scalar(
-            "SELECT access_code_id FROM access_codes WHERE device_id = ? AND is_managed = 1",
-        )
-        .bind(device_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        for code in codes {
-            insert_job(&mut tx, device_id, Some(&code), now, now).await?;
-        }
-        insert_job(&mut tx, device_id, None, now, now).await?;
-        tx.commit().await?;
-        Ok(())
-    }
+    async fn wake_device(&self, device_id: &str, now: Timestamp) -> Result<()>;
 
-    /// Every device, for the engine (not scoped: the engine works for all workspaces).
-    pub async fn engine_device(&self, device_id: &str) -> Result<Option<DeviceRecord>> {
-        self.device_by_id(device_id).await
-    }
+    /// Any device, for the engine (not scoped: the engine works for all workspaces).
+    async fn engine_device(&self, device_id: &str) -> Result<Option<DeviceRecord>>;
 
-    pub async fn engine_code(&self, access_code_id: &str) -> Result<Option<EngineCode>> {
-        let sql = format!(
-            "SELECT {CODE_COLUMNS} FROM access_codes WHERE access_code_id = ?
-             AND (is_managed = 1 OR deleted = 1)"
-        );
-        let row: Option<AccessCodeRow> = sqlx::query_as(&sql)
-            .bind(access_code_id)
-            .fetch_optional(&self.writer)
-            .await?;
-        row.map(|row| {
-            let warnings = row.warnings()?;
-            Ok(EngineCode {
-                access_code_id: row.access_code_id.clone(),
-                code: row.code.clone().unwrap_or_default(),
-                name: row.name.clone(),
-                deleted: row.deleted,
-                starts_at: crate::rows::opt_ts(row.starts_at)?,
-                ends_at: crate::rows::opt_ts(row.ends_at)?,
-                status: row.status.clone(),
-                slot: row.slot.and_then(|s| u32::try_from(s).ok()),
-                confirmed_code: row.confirmed_code.clone(),
-                pending_since: crate::rows::opt_ts(row.pending_since)?,
-                has_warning: warnings.into_iter().map(|w| w.warning_code).collect(),
-            })
-        })
-        .transpose()
-    }
+    async fn engine_code(&self, access_code_id: &str) -> Result<Option<EngineCode>>;
 
     /// Records one step's outcome for a code, and optionally schedules its next look.
-    pub async fn record_outcome(
+    async fn record_outcome(
         &self,
         device: &DeviceRecord,
         access_code_id: &str,
         outcome: Option<CodeOutcome>,
         follow_up: Option<(Timestamp, i64)>,
         now: Timestamp,
-    ) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        let Some(row) = try_fetch_code(&mut tx, access_code_id).await? else {
-            return Ok(());
-        };
-        if let Some(outcome) = outcome {
-            apply_outcome(&mut tx, device, row, outcome, now).await?;
-        }
-        if let Some((at, attempts)) = follow_up {
-            insert_job(&mut tx, &device.device_id, Some(access_code_id), at, now).await?;
-            sqlx::query(
-                "UPDATE device_jobs SET attempts = ? WHERE access_code_id = ? AND run_after = ?",
-            )
-            .bind(attempts)
-            .bind(access_code_id)
-            .bind(at.millis())
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
+    ) -> Result<()>;
 
     /// Brings the unmanaged codes of a device in line with what its lock holds: a slot that no
     /// managed code claims (same slot *and* PIN) is an unmanaged code.
-    pub async fn observe_lock(
+    async fn observe_lock(
         &self,
         device: &DeviceRecord,
         slots: &[LockObservation],
         now: Timestamp,
-    ) -> Result<()> {
-        #[derive(sqlx::FromRow)]
-        struct Known {
-            access_code_id: String,
-            is_managed: bool,
-            slot: Option<i64>,
-            code: Option<String>,
-            confirmed_code: Option<String>,
-        }
-        let known: Vec<Known> = sqlx::query_as(
-            "SELECT access_code_id, is_managed, slot, code, confirmed_code FROM access_codes
-             WHERE device_id = ? AND slot IS NOT NULL",
-        )
-        .bind(&device.device_id)
-        .fetch_all(&self.writer)
-        .await?;
-        let claimed_by_managed = |slot: &LockObservation| {
-            known.iter().any(|k| {
-                k.is_managed
-                    && k.slot == Some(i64::from(slot.slot))
-                    && (k.code.as_deref() == Some(&slot.code)
-                        || k.confirmed_code.as_deref() == Some(&slot.code))
-            })
-        };
-        let unmanaged_now: Vec<&LockObservation> =
-            slots.iter().filter(|s| !claimed_by_managed(s)).collect();
-        let stale: Vec<&Known> = known
-            .iter()
-            .filter(|k| !k.is_managed)
-            .filter(|k| {
-                !unmanaged_now.iter().any(|s| {
-                    k.slot == Some(i64::from(s.slot)) && k.code.as_deref() == Some(&s.code)
-                })
-            })
-            .collect();
-        let fresh: Vec<&&LockObservation> = unmanaged_now
-            .iter()
-            .filter(|s| {
-                !known.iter().any(|k| {
-                    !k.is_managed
-                        && k.slot == Some(i64::from(s.slot))
-                        && k.code.as_deref() == Some(&s.code)
-                })
-            })
-            .collect();
-        if stale.is_empty() && fresh.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.writer.begin().await?;
-        for gone in stale {
-            sqlx::query("DELETE FROM access_codes WHERE access_code_id = ?")
-                .bind(&gone.access_code_id)
-                .execute(&mut *tx)
-                .await?;
-            insert_event(
-                &mut tx,
-                EventType::AccessCodeUnmanagedRemoved,
-                device,
-                Some(&gone.access_code_id),
-                None,
-                now,
-            )
-            .await?;
-        }
-        for slot in fresh {
-            let id = new_id();
-            sqlx::query(
-                "INSERT INTO access_codes (access_code_id, workspace_id, device_id, is_managed, name,
-                    code, type, status, slot, confirmed_code, created_at)
-                 VALUES (?, ?, ?, 0, ?, ?, 'ongoing', 'set', ?, ?, ?)",
-            )
-            .bind(&id)
-            .bind(&device.workspace_id)
-            .bind(&device.device_id)
-            .bind(&slot.name)
-            .bind(&slot.code)
-            .bind(i64::from(slot.slot))
-            .bind(&slot.code)
-            .bind(now.millis())
-            .execute(&mut *tx)
-            .await?;
-            insert_event(
-                &mut tx,
-                EventType::AccessCodeUnmanagedCreated,
-                device,
-                Some(&id),
-                None,
-                now,
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+    ) -> Result<()>;
+}
+
+impl EngineCode {
+    pub(crate) fn from_row(row: AccessCodeRow) -> Result<EngineCode> {
+        let warnings = row.warnings()?;
+        Ok(EngineCode {
+            starts_at: opt_ts(row.starts_at)?,
+            ends_at: opt_ts(row.ends_at)?,
+            pending_since: opt_ts(row.pending_since)?,
+            slot: row.slot.and_then(|s| u32::try_from(s).ok()),
+            code: row.code.unwrap_or_default(),
+            access_code_id: row.access_code_id,
+            name: row.name,
+            deleted: row.deleted,
+            status: row.status,
+            confirmed_code: row.confirmed_code,
+            has_warning: warnings.into_iter().map(|w| w.warning_code).collect(),
+        })
     }
 }
 
-async fn try_fetch_code(
-    tx: &mut Transaction<'_, Sqlite>,
-    access_code_id: &str,
-) -> Result<Option<AccessCodeRow>> {
-    let sql = format!("SELECT {CODE_COLUMNS} FROM access_codes WHERE access_code_id = ?");
-    Ok(sqlx::query_as(&sql)
-        .bind(access_code_id)
-        .fetch_optional(&mut **tx)
-        .await?)
-}
-
-async fn pending_attempts(
-    tx: &mut Transaction<'_, Sqlite>,
-    access_code_id: &str,
-) -> Result<Vec<(String, String)>> {
-    Ok(sqlx::query_as(
-        "SELECT action_attempt_id, action_type FROM action_attempts
-         WHERE access_code_id = ? AND status = 'pending'",
-    )
-    .bind(access_code_id)
-    .fetch_all(&mut **tx)
-    .await?)
-}
-
-fn json<T: serde::Serialize>(value: &T) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-async fn apply_outcome(
-    tx: &mut Transaction<'_, Sqlite>,
-    device: &DeviceRecord,
-    row: AccessCodeRow,
-    outcome: CodeOutcome,
+/// The warnings of a confirmed code found changed at its lock, which Keyway is putting back.
+pub(crate) fn external_change_warnings(
+    row: &AccessCodeRow,
     now: Timestamp,
-) -> Result<()> {
-    let id = row.access_code_id.clone();
-    match outcome {
-        CodeOutcome::Programming { slot } => {
-            sqlx::query(
-                "UPDATE access_codes SET slot = ?, status = 'setting',
-                    pending_since = COALESCE(pending_since, ?) WHERE access_code_id = ?",
-            )
-            .bind(i64::from(slot))
-            .bind(now.millis())
-            .bind(&id)
-            .execute(&mut **tx)
-            .await?;
-        }
-        CodeOutcome::Removing => {
-            sqlx::query(
-                "UPDATE access_codes SET status = 'removing',
-                    pending_since = COALESCE(pending_since, ?) WHERE access_code_id = ?",
-            )
-            .bind(now.millis())
-            .bind(&id)
-            .execute(&mut **tx)
-            .await?;
-        }
-        CodeOutcome::Set { slot } => {
-            let newly_set = row.status != "set" || row.confirmed_code != row.code;
-            // Delays are over; the record of an external modification stays.
-            let mut warnings = row.warnings()?;
-            warnings.retain(|w| w.warning_code == "code_modified_external_to_seam");
-            sqlx::query(
-                "UPDATE access_codes SET slot = ?, confirmed_code = code, status = 'set',
-                    errors = '[]', warnings = ?, pending_since = NULL WHERE access_code_id = ?",
-            )
-            .bind(i64::from(slot))
-            .bind(json(&warnings)?)
-            .bind(&id)
-            .execute(&mut **tx)
-            .await?;
-            if newly_set {
-                insert_event(
-                    tx,
-                    EventType::AccessCodeSetOnDevice,
-                    device,
-                    Some(&id),
-                    row.code.as_deref(),
-                    now,
-                )
-                .await?;
-            }
-            settle_attempts(tx, &id).await?;
-        }
-        CodeOutcome::Unset => {
-            sqlx::query(
-                "UPDATE access_codes SET slot = NULL, confirmed_code = NULL, status = 'unset',
-                    errors = '[]', warnings = '[]', pending_since = NULL WHERE access_code_id = ?",
-            )
-            .bind(&id)
-            .execute(&mut **tx)
-            .await?;
-            settle_attempts(tx, &id).await?;
-        }
-        CodeOutcome::Gone { was_on_lock } => {
-            sqlx::query("DELETE FROM access_codes WHERE access_code_id = ?")
-                .bind(&id)
-                .execute(&mut **tx)
-                .await?;
-            sqlx::query("DELETE FROM device_jobs WHERE access_code_id = ?")
-                .bind(&id)
-                .execute(&mut **tx)
-                .await?;
-            let events: &[(EventType, Option<&str>)] = if !row.is_managed {
-                &[(EventType::AccessCodeUnmanagedRemoved, None)]
-            } else if was_on_lock {
-                &[
-                    (EventType::AccessCodeRemovedFromDevice, None),
-                    (EventType::AccessCodeDeleted, row.code.as_deref()),
-                ]
-            } else {
-                &[(EventType::AccessCodeDeleted, row.code.as_deref())]
-            };
-            for (event, code) in events {
-                insert_event(tx, *event, device, Some(&id), *code, now).await?;
-            }
-            for (attempt_id, action_type) in pending_attempts(tx, &id).await? {
-                let outcome = if action_type == ActionType::DeleteAccessCode.as_str() {
-                    Ok(serde_json::json!({}))
-                } else {
-                    Err((
-                        "access_code_removed",
-                        "The access code was removed before the operation completed.",
-                    ))
-                };
-                resolve_attempt(tx, &attempt_id, outcome).await?;
-            }
-        }
-        CodeOutcome::Delayed {
-            warning_code,
-            message,
-            event,
-        } => {
-            let mut warnings = row.warnings()?;
-            if warnings.iter().all(|w| w.warning_code != warning_code) {
-                warnings.push(AccessCodeWarning {
-                    warning_code: warning_code.to_owned(),
-                    message,
-                    created_at: Some(now),
-                });
-                sqlx::query("UPDATE access_codes SET warnings = ? WHERE access_code_id = ?")
-                    .bind(json(&warnings)?)
-                    .bind(&id)
-                    .execute(&mut **tx)
-                    .await?;
-                insert_event(tx, event, device, Some(&id), None, now).await?;
-            }
-        }
-        CodeOutcome::Failed {
-            error_code,
-            message,
-            event,
-            removal,
-        } => {
-            let mut errors = row.errors()?;
-            errors.retain(|e| e.error_code != error_code);
-            errors.push(AccessCodeError::access_code(
-                error_code,
-                message.clone(),
-                now,
-            ));
-            let status = if removal { "removing" } else { "unset" };
-            sqlx::query(
-                "UPDATE access_codes SET errors = ?, status = ?, pending_since = NULL
-                 WHERE access_code_id = ?",
-            )
-            .bind(json(&errors)?)
-            .bind(status)
-            .bind(&id)
-            .execute(&mut **tx)
-            .await?;
-            insert_event(tx, event, device, Some(&id), None, now).await?;
-            for (attempt_id, _) in pending_attempts(tx, &id).await? {
-                resolve_attempt(tx, &attempt_id, Err((error_code, &message))).await?;
-            }
-        }
-    }
-    Ok(())
+) -> Result<Vec<AccessCodeWarning>> {
+    let mut warnings = row.warnings()?;
+    warnings.retain(|w| w.warning_code != "code_modified_external_to_seam");
+    warnings.push(AccessCodeWarning {
+        warning_code: "code_modified_external_to_seam".into(),
+        message: "Code was modified or removed externally after Keyway set it on the \
+                  device; Keyway is putting it back."
+            .into(),
+        created_at: Some(now),
+    });
+    Ok(warnings)
 }
 
-/// Settles the pending create/update attempts of a code with the code as it now stands.
-async fn settle_attempts(tx: &mut Transaction<'_, Sqlite>, access_code_id: &str) -> Result<()> {
-    let pending = pending_attempts(tx, access_code_id).await?;
-    if pending.is_empty() {
-        return Ok(());
+/// The warnings a code keeps once the lock confirmed it: delays are over, the record of an
+/// external modification stays.
+pub(crate) fn warnings_once_set(row: &AccessCodeRow) -> Result<Vec<AccessCodeWarning>> {
+    let mut warnings = row.warnings()?;
+    warnings.retain(|w| w.warning_code == "code_modified_external_to_seam");
+    Ok(warnings)
+}
+
+/// The code's warnings with a delay warning added, or `None` when it already carries one.
+pub(crate) fn with_delay_warning(
+    row: &AccessCodeRow,
+    warning_code: &str,
+    message: String,
+    now: Timestamp,
+) -> Result<Option<Vec<AccessCodeWarning>>> {
+    let mut warnings = row.warnings()?;
+    if warnings.iter().any(|w| w.warning_code == warning_code) {
+        return Ok(None);
     }
-    let code = fetch_code(tx, access_code_id).await?.into_managed()?;
-    let result = serde_json::json!({ "access_code": code });
-    for (attempt_id, action_type) in pending {
-        if action_type != ActionType::DeleteAccessCode.as_str() {
-            resolve_attempt(tx, &attempt_id, Ok(result.clone())).await?;
-        }
+    warnings.push(AccessCodeWarning {
+        warning_code: warning_code.to_owned(),
+        message,
+        created_at: Some(now),
+    });
+    Ok(Some(warnings))
+}
+
+/// The code's errors with `error_code` (re)placed.
+pub(crate) fn with_error(
+    row: &AccessCodeRow,
+    error_code: &str,
+    message: &str,
+    now: Timestamp,
+) -> Result<Vec<AccessCodeError>> {
+    let mut errors = row.errors()?;
+    errors.retain(|e| e.error_code != error_code);
+    errors.push(AccessCodeError::access_code(
+        error_code,
+        message.to_owned(),
+        now,
+    ));
+    Ok(errors)
+}
+
+/// The events of a code leaving for good, with the PIN each carries.
+pub(crate) fn gone_events(
+    row: &AccessCodeRow,
+    was_on_lock: bool,
+) -> Vec<(EventType, Option<&str>)> {
+    if !row.is_managed {
+        vec![(EventType::AccessCodeUnmanagedRemoved, None)]
+    } else if was_on_lock {
+        vec![
+            (EventType::AccessCodeRemovedFromDevice, None),
+            (EventType::AccessCodeDeleted, row.code.as_deref()),
+        ]
+    } else {
+        vec![(EventType::AccessCodeDeleted, row.code.as_deref())]
     }
-    Ok(())
+}
+
+/// How a pending attempt of a code that is gone settles: a delete succeeded, anything else
+/// failed.
+pub(crate) fn gone_attempt_outcome(
+    action_type: &str,
+) -> std::result::Result<serde_json::Value, (&'static str, &'static str)> {
+    if action_type == ActionType::DeleteAccessCode.as_str() {
+        Ok(serde_json::json!({}))
+    } else {
+        Err((
+            "access_code_removed",
+            "The access code was removed before the operation completed.",
+        ))
+    }
+}
+
+/// A code of a device that sits in a known slot, as `observe_lock` compares it with the lock.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct KnownSlot {
+    pub access_code_id: String,
+    pub is_managed: bool,
+    pub slot: Option<i64>,
+    pub code: Option<String>,
+    pub confirmed_code: Option<String>,
+}
+
+/// What the lock's slots mean for unmanaged codes: the recorded ones no longer on the lock
+/// (`stale`), and slots to record as new unmanaged codes (`fresh`).
+pub(crate) struct UnmanagedChanges<'a> {
+    pub stale: Vec<&'a KnownSlot>,
+    pub fresh: Vec<&'a LockObservation>,
+}
+
+impl UnmanagedChanges<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.stale.is_empty() && self.fresh.is_empty()
+    }
+}
+
+pub(crate) fn unmanaged_changes<'a>(
+    known: &'a [KnownSlot],
+    slots: &'a [LockObservation],
+) -> UnmanagedChanges<'a> {
+    let claimed_by_managed = |slot: &LockObservation| {
+        known.iter().any(|k| {
+            k.is_managed
+                && k.slot == Some(i64::from(slot.slot))
+                && (k.code.as_deref() == Some(&slot.code)
+                    || k.confirmed_code.as_deref() == Some(&slot.code))
+        })
+    };
+    let unmanaged_now: Vec<&LockObservation> =
+        slots.iter().filter(|s| !claimed_by_managed(s)).collect();
+    let stale = known
+        .iter()
+        .filter(|k| !k.is_managed)
+        .filter(|k| {
+            !unmanaged_now
+                .iter()
+                .any(|s| k.slot == Some(i64::from(s.slot)) && k.code.as_deref() == Some(&s.code))
+        })
+        .collect();
+    let fresh = unmanaged_now
+        .into_iter()
+        .filter(|s| {
+            !known.iter().any(|k| {
+                !k.is_managed
+                    && k.slot == Some(i64::from(s.slot))
+                    && k.code.as_deref() == Some(&s.code)
+            })
+        })
+        .collect();
+    UnmanagedChanges { stale, fresh }
 }

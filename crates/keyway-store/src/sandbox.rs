@@ -1,6 +1,6 @@
-//! The memory of sandbox locks, kept in the store so it survives restarts.
-
-use std::time::Duration;
+//! Sandbox locks: the simulation controls of the `devices/simulate/*` routes ([`SandboxStore`]),
+//! and the lock memory the sandbox driver keeps in the store (`SandboxMemory`), both implemented
+//! by each backend. `Store` hands the driver its backend's memory.
 
 use async_trait::async_trait;
 use keyway_drivers::sandbox::{SandboxLock, SandboxMemory};
@@ -8,152 +8,49 @@ use keyway_drivers::LockCode;
 
 use crate::{Result, Store};
 
-impl Store {
+#[async_trait]
+pub trait SandboxStore: Send + Sync {
     /// Simulates the lock losing (`false`) or regaining (`true`) its connection.
-    pub async fn set_sandbox_online(&self, device_id: &str, online: bool) -> Result<bool> {
-        let done = sqlx::query("UPDATE sandbox_locks SET online = ? WHERE device_id = ?")
-            .bind(online)
-            .bind(device_id)
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
+    async fn set_sandbox_online(&self, device_id: &str, online: bool) -> Result<bool>;
 
     /// Simulates the lock being removed from its account.
-    pub async fn set_sandbox_removed(&self, device_id: &str) -> Result<bool> {
-        let done = sqlx::query("UPDATE sandbox_locks SET removed = 1 WHERE device_id = ?")
-            .bind(device_id)
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
+    async fn set_sandbox_removed(&self, device_id: &str) -> Result<bool>;
 
     /// Changes a sandbox lock's behaviour: its delay per operation, and how many coming
     /// operations time out.
-    pub async fn configure_sandbox(
+    async fn configure_sandbox(
         &self,
         device_id: &str,
         delay_ms: Option<u64>,
         fail_next: Option<u32>,
-    ) -> Result<()> {
-        sqlx::query(
-            "UPDATE sandbox_locks SET delay_ms = COALESCE(?, delay_ms),
-                fail_next = COALESCE(?, fail_next) WHERE device_id = ?",
-        )
-        .bind(delay_ms.map(|d| d as i64))
-        .bind(fail_next.map(i64::from))
-        .bind(device_id)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
-    }
+    ) -> Result<()>;
 
     /// Simulates losing the connected account (its locks can no longer be reached).
-    pub async fn disconnect_connected_account(
+    async fn disconnect_connected_account(
         &self,
         workspace_id: &str,
         connected_account_id: &str,
-    ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE connected_accounts SET disconnected = 1
-             WHERE workspace_id = ? AND connected_account_id = ?",
-        )
-        .bind(workspace_id)
-        .bind(connected_account_id)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
+    ) -> Result<bool>;
 
     /// How many write operations the sandbox lock has carried out.
-    pub async fn sandbox_operations(&self, device_id: &str) -> Result<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT operations FROM sandbox_locks WHERE device_id = ?")
-                .bind(device_id)
-                .fetch_optional(&self.reader)
-                .await?
-                .unwrap_or(0),
-        )
-    }
+    async fn sandbox_operations(&self, device_id: &str) -> Result<i64>;
 
-    /// The slots of a sandbox lock, straight from its memory (for tests and simulations).
-    pub async fn sandbox_slots(&self, device_id: &str) -> Result<Vec<LockCode>> {
-        load_slots(self, device_id).await
-    }
-}
-
-async fn load_slots(store: &Store, device_id: &str) -> Result<Vec<LockCode>> {
-    let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(
-        "SELECT slot, code, name FROM sandbox_slots WHERE device_id = ? ORDER BY slot",
-    )
-    .bind(device_id)
-    .fetch_all(&store.writer)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(slot, code, name)| {
-            u32::try_from(slot)
-                .ok()
-                .map(|slot| LockCode { slot, code, name })
-        })
-        .collect())
+    /// What the sandbox lock holds, slot by slot.
+    async fn sandbox_slots(&self, device_id: &str) -> Result<Vec<LockCode>>;
 }
 
 #[async_trait]
 impl SandboxMemory for Store {
     async fn load(&self, device_id: &str) -> Result<Option<SandboxLock>, String> {
-        let lock: Option<(bool, bool, i64, i64, bool)> = sqlx::query_as(
-            "SELECT s.online AND NOT a.disconnected, s.removed, s.fail_next, s.delay_ms, s.locked
-             FROM sandbox_locks s JOIN devices d ON d.device_id = s.device_id
-             JOIN connected_accounts a ON a.connected_account_id = d.connected_account_id
-             WHERE s.device_id = ?",
-        )
-        .bind(device_id)
-        .fetch_optional(&self.writer)
-        .await
-        .map_err(|e| e.to_string())?;
-        let Some((online, removed, fail_next, delay_ms, locked)) = lock else {
-            return Ok(None);
-        };
-        let device = self
-            .device_by_id(device_id)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("sandbox lock without device")?;
-        let rules = device.lock_rules().map_err(|e| e.to_string())?;
-        let slots = load_slots(self, device_id)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(Some(SandboxLock {
-            online,
-            removed,
-            locked,
-            fail_next: u32::try_from(fail_next).unwrap_or(0),
-            delay: Duration::from_millis(delay_ms.max(0) as u64),
-            rules,
-            slots,
-        }))
+        (**self).load(device_id).await
     }
 
     async fn set_locked(&self, device_id: &str, locked: bool) -> Result<(), String> {
-        sqlx::query("UPDATE sandbox_locks SET locked = ? WHERE device_id = ?")
-            .bind(locked)
-            .bind(device_id)
-            .execute(&self.writer)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        (**self).set_locked(device_id, locked).await
     }
 
     async fn consume_failure(&self, device_id: &str) -> Result<(), String> {
-        sqlx::query(
-            "UPDATE sandbox_locks SET fail_next = MAX(fail_next - 1, 0) WHERE device_id = ?",
-        )
-        .bind(device_id)
-        .execute(&self.writer)
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+        (**self).consume_failure(device_id).await
     }
 
     async fn write_slot(
@@ -162,36 +59,6 @@ impl SandboxMemory for Store {
         slot: u32,
         code: Option<(&str, Option<&str>)>,
     ) -> Result<(), String> {
-        let write = async {
-            let mut tx = self.writer.begin().await?;
-            match code {
-                Some((code, name)) => {
-                    sqlx::query(
-                        "INSERT INTO sandbox_slots (device_id, slot, code, name) VALUES (?, ?, ?, ?)
-                         ON CONFLICT (device_id, slot) DO UPDATE SET code = excluded.code,
-                            name = excluded.name",
-                    )
-                    .bind(device_id)
-                    .bind(i64::from(slot))
-                    .bind(code)
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                None => {
-                    sqlx::query("DELETE FROM sandbox_slots WHERE device_id = ? AND slot = ?")
-                        .bind(device_id)
-                        .bind(i64::from(slot))
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
-            sqlx::query("UPDATE sandbox_locks SET operations = operations + 1 WHERE device_id = ?")
-                .bind(device_id)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await
-        };
-        write.await.map_err(|e: sqlx::Error| e.to_string())
+        (**self).write_slot(device_id, slot, code).await
     }
 }

@@ -1,6 +1,8 @@
 //! `/health`, and in seeded sandbox mode `/_fake/default_seed` (the drop-in launcher contract
 //! of Seam's fake server).
 
+use std::time::Duration;
+
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -16,9 +18,17 @@ pub fn router() -> Router<AppState> {
         .route("/_fake/default_seed", get(default_seed))
 }
 
+/// Healthy while the database answers; 503 `service_unavailable` while it does not.
 async fn health(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    state.store.get_workspace("").await?;
-    Ok(Json(json!({ "ok": true, "note": "keyway is healthy" })))
+    match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => Ok(Json(json!({ "ok": true, "note": "keyway is healthy" }))),
+        Ok(Err(error)) => Err(ApiError::Unavailable(format!(
+            "keyway is unhealthy: {error}"
+        ))),
+        Err(_) => Err(ApiError::Unavailable(
+            "keyway is unhealthy: the database did not answer".into(),
+        )),
+    }
 }
 
 async fn default_seed(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {

@@ -192,19 +192,21 @@ async fn seeded_mode_serves_the_fake_launcher_routes() {
 
 #[tokio::test]
 async fn a_created_workspace_key_works_and_is_stored_only_as_a_hash() {
-    let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::new().await;
     let args = keyway_server::cli::CreateWorkspaceArgs {
         name: "Rentals".into(),
         sandbox_locks: 1,
         sandbox_delay_ms: 0,
         storage: keyway_server::cli::StorageArgs {
-            data_dir: dir.path().to_path_buf(),
-            database_url: None,
+            data_dir: database.dir.path().to_path_buf(),
+            database_url: database.url.clone(),
+            database_max_connections: 2,
+            statement_timeout_ms: 5000,
         },
     };
     let (workspace_id, api_key) = keyway_server::cli::create_workspace(&args).await.unwrap();
     assert!(api_key.starts_with("seam_"));
-    let mut config = test_config(&dir);
+    let mut config = test_config(&database);
     config.seed = false;
     let server = keyway_server::start(config).await.unwrap();
     let client = reqwest::Client::new();
@@ -227,7 +229,18 @@ async fn a_created_workspace_key_works_and_is_stored_only_as_a_hash() {
     let (_, devices) = read(response).await;
     assert_eq!(devices["devices"].as_array().unwrap().len(), 1);
     drop(server);
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
+    if let Some(url) = &database.url {
+        use sqlx::Connection;
+        let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+        let keys: Vec<String> = sqlx::query_scalar("SELECT token_hash FROM api_keys")
+            .fetch_all(&mut connection)
+            .await
+            .unwrap();
+        assert!(!keys.is_empty());
+        assert!(!keys.contains(&api_key), "the API key is stored in clear");
+        return;
+    }
+    for entry in std::fs::read_dir(database.dir.path()).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
         let text = String::from_utf8_lossy(&bytes);
         assert!(!text.contains(&api_key), "the API key is stored in clear");

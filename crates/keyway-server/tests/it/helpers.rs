@@ -1,9 +1,13 @@
-//! `spawn_app()`: a seeded Keyway on 127.0.0.1:0 with its own temporary data directory.
+//! `spawn_app()`: a seeded Keyway on 127.0.0.1:0 with its own fresh database: a temporary SQLite
+//! directory, or, when `KEYWAY_TEST_DATABASE_URL` names a PostgreSQL server
+//! (`postgres://postgres@127.0.0.1:5432/postgres`), a new database with a random name on it,
+//! dropped when the test is done.
 
 use std::time::Duration;
 
 use keyway_core::retry::RetryPolicy;
 use keyway_server::{EngineConfig, RunningServer, ServerConfig};
+use keyway_store::StoreOptions;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -13,16 +17,111 @@ pub const DEVICE1: &str = "august_device_1";
 
 pub struct TestApp {
     pub server: RunningServer,
-    _dir: TempDir,
+    pub database: TestDatabase,
     pub config: ServerConfig,
     client: reqwest::Client,
 }
 
-pub fn test_config(dir: &TempDir) -> ServerConfig {
+/// The PostgreSQL server the tests use, if any (`KEYWAY_TEST_DATABASE_URL`).
+pub fn postgres_server_url() -> Option<String> {
+    std::env::var("KEYWAY_TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| url.starts_with("postgres:") || url.starts_with("postgresql:"))
+}
+
+/// `url` with its database name replaced by `name` (query parameters kept).
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let host_start = base.find("://").map_or(0, |i| i + 3);
+    let server = match base[host_start..].find('/') {
+        Some(slash) => &base[..host_start + slash],
+        None => base,
+    };
+    format!("{server}/{name}{query}")
+}
+
+/// A test's own database: a temporary directory (SQLite, and scratch space either way) and,
+/// on PostgreSQL, a database created for the test and dropped with this value.
+pub struct TestDatabase {
+    pub dir: TempDir,
+    /// `Some(postgres://…/keyway_test_…)` on PostgreSQL.
+    pub url: Option<String>,
+    server_url: Option<String>,
+    name: String,
+}
+
+impl TestDatabase {
+    pub async fn new() -> TestDatabase {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let name = format!("keyway_test_{}", uuid::Uuid::new_v4().simple());
+        let Some(server_url) = postgres_server_url() else {
+            return TestDatabase {
+                dir,
+                url: None,
+                server_url: None,
+                name,
+            };
+        };
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&server_url)
+            .await
+            .expect("KEYWAY_TEST_DATABASE_URL answers");
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        let _ = admin.close().await;
+        TestDatabase {
+            dir,
+            url: Some(with_database(&server_url, &name)),
+            server_url: Some(server_url),
+            name,
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.url.is_some()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some(server_url) = self.server_url.take() else {
+            return;
+        };
+        let name = std::mem::take(&mut self.name);
+        // Drop runs inside the test's runtime: drop the database from a thread of its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                use sqlx::Connection;
+                let mut admin = sqlx::PgConnection::connect(&server_url).await.ok()?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await
+                    .ok()?;
+                admin.close().await.ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(()))) {
+            eprintln!("note: test database was left behind (drop it by hand)");
+        }
+    }
+}
+
+pub fn test_config(database: &TestDatabase) -> ServerConfig {
     ServerConfig {
         listen: "127.0.0.1:0".parse().expect("address"),
-        data_dir: dir.path().to_path_buf(),
-        database_url: None,
+        data_dir: database.dir.path().to_path_buf(),
+        database_url: database.url.clone(),
+        store: StoreOptions::default(),
         seed: true,
         sandbox_delay: Duration::ZERO,
         backup_pool_size: 2,
@@ -34,6 +133,13 @@ pub fn test_config(dir: &TempDir) -> ServerConfig {
                 give_up_after: Duration::from_millis(1500),
             },
             poll_interval: Duration::from_millis(200),
+            // A restart leaves the killed engine's leases behind; on a shared database (where
+            // they are not released at start) they must expire before the work resumes.
+            lease: if database.is_postgres() {
+                Duration::from_secs(2)
+            } else {
+                EngineConfig::default().lease
+            },
             ..EngineConfig::default()
         },
     }
@@ -52,15 +158,15 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut ServerConfig)) -> TestApp {
         )
         .with_test_writer()
         .try_init();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = test_config(&dir);
+    let database = TestDatabase::new().await;
+    let mut config = test_config(&database);
     adjust(&mut config);
     let server = keyway_server::start(config.clone())
         .await
         .expect("server starts");
     TestApp {
         server,
-        _dir: dir,
+        database,
         config,
         client: reqwest::Client::new(),
     }

@@ -1,0 +1,257 @@
+//! SQLite: workspaces, API keys, connected accounts and devices.
+
+use async_trait::async_trait;
+use keyway_model::{ConnectedAccount, Timestamp, Workspace};
+
+use super::SqliteStore;
+use crate::accounts::{
+    account_type_display_name, paginate, AccountStore, ConnectedAccountRow, DeviceCodeRules,
+    DeviceRecord, NewWorkspace, WorkspaceRow,
+};
+use crate::{hash_api_key, new_id, Page, Result, StoreError};
+
+pub(crate) const DEVICE_SELECT: &str = "SELECT d.seq, d.device_id, d.workspace_id, \
+    d.connected_account_id, d.provider, d.device_type, d.name, d.manufacturer, d.code_rules, \
+    d.created_at, COALESCE(s.online, 1) AS online, COALESCE(s.removed, 0) AS removed, COALESCE(s.locked, 1) AS locked, \
+    a.disconnected AS account_disconnected, d.backup_pool_size, \
+    (SELECT COUNT(*) FROM access_codes b WHERE b.device_id = d.device_id AND b.is_backup = 1 \
+        AND b.pulled_for_access_code_id IS NULL AND b.deleted = 0 AND b.status = 'set') \
+        AS backup_codes_ready \
+    FROM devices d LEFT JOIN sandbox_locks s ON s.device_id = d.device_id \
+    JOIN connected_accounts a ON a.connected_account_id = d.connected_account_id";
+
+#[async_trait]
+impl AccountStore for SqliteStore {
+    async fn create_workspace(&self, new: NewWorkspace<'_>, now: Timestamp) -> Result<Workspace> {
+        let workspace_id = new.workspace_id.map(str::to_owned).unwrap_or_else(new_id);
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO workspaces (workspace_id, name, company_name, is_sandbox, created_at)
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (workspace_id) DO NOTHING",
+        )
+        .bind(&workspace_id)
+        .bind(new.name)
+        .bind(new.name)
+        .bind(new.is_sandbox)
+        .bind(now.millis())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO api_keys (token_hash, workspace_id, created_at) VALUES (?, ?, ?)
+             ON CONFLICT (token_hash) DO NOTHING",
+        )
+        .bind(hash_api_key(new.api_key))
+        .bind(&workspace_id)
+        .bind(now.millis())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.get_workspace(&workspace_id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("workspace vanished".into()))
+    }
+
+    async fn workspace_for_api_key(&self, token: &str) -> Result<Option<Workspace>> {
+        let row: Option<WorkspaceRow> = sqlx::query_as(
+            "SELECT w.workspace_id, w.name, w.company_name, w.is_sandbox FROM api_keys k
+             JOIN workspaces w ON w.workspace_id = k.workspace_id WHERE k.token_hash = ?",
+        )
+        .bind(hash_api_key(token))
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.map(Workspace::from))
+    }
+
+    async fn get_workspace(&self, workspace_id: &str) -> Result<Option<Workspace>> {
+        let row: Option<WorkspaceRow> = sqlx::query_as(
+            "SELECT workspace_id, name, company_name, is_sandbox FROM workspaces WHERE workspace_id = ?",
+        )
+        .bind(workspace_id)
+        .fetch_optional(&self.writer)
+        .await?;
+        Ok(row.map(Workspace::from))
+    }
+
+    async fn insert_connected_account(
+        &self,
+        workspace_id: &str,
+        connected_account_id: &str,
+        account_type: &str,
+        display_name: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        let type_display = account_type_display_name(account_type);
+        sqlx::query(
+            "INSERT INTO connected_accounts (connected_account_id, workspace_id, account_type,
+                account_type_display_name, display_name, created_at)
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (connected_account_id) DO NOTHING",
+        )
+        .bind(connected_account_id)
+        .bind(workspace_id)
+        .bind(account_type)
+        .bind(type_display)
+        .bind(display_name)
+        .bind(now.millis())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_connected_accounts(
+        &self,
+        workspace_id: &str,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Page<ConnectedAccount>> {
+        let rows: Vec<ConnectedAccountRow> = sqlx::query_as(
+            "SELECT seq, disconnected, connected_account_id, account_type, account_type_display_name,
+                display_name, created_at FROM connected_accounts
+             WHERE workspace_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(workspace_id)
+        .bind(after.unwrap_or(0))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.reader)
+        .await?;
+        paginate(rows, limit, |r| r.seq, ConnectedAccountRow::into_model)
+    }
+
+    async fn get_connected_account(
+        &self,
+        workspace_id: &str,
+        connected_account_id: &str,
+    ) -> Result<Option<ConnectedAccount>> {
+        let row: Option<ConnectedAccountRow> = sqlx::query_as(
+            "SELECT seq, disconnected, connected_account_id, account_type, account_type_display_name,
+                display_name, created_at FROM connected_accounts
+             WHERE workspace_id = ? AND connected_account_id = ?",
+        )
+        .bind(workspace_id)
+        .bind(connected_account_id)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(ConnectedAccountRow::into_model).transpose()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_sandbox_device(
+        &self,
+        workspace_id: &str,
+        connected_account_id: &str,
+        device_id: &str,
+        device_type: &str,
+        name: &str,
+        manufacturer: &str,
+        rules: &DeviceCodeRules,
+        delay_ms: u64,
+        now: Timestamp,
+    ) -> Result<()> {
+        let rules = serde_json::to_string(rules).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO devices (device_id, workspace_id, connected_account_id, provider,
+                device_type, name, manufacturer, code_rules, created_at)
+             VALUES (?, ?, ?, 'sandbox', ?, ?, ?, ?, ?) ON CONFLICT (device_id) DO NOTHING",
+        )
+        .bind(device_id)
+        .bind(workspace_id)
+        .bind(connected_account_id)
+        .bind(device_type)
+        .bind(name)
+        .bind(manufacturer)
+        .bind(rules)
+        .bind(now.millis())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO sandbox_locks (device_id, delay_ms) VALUES (?, ?)
+             ON CONFLICT (device_id) DO UPDATE SET delay_ms = excluded.delay_ms",
+        )
+        .bind(device_id)
+        .bind(delay_ms as i64)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_devices(
+        &self,
+        workspace_id: &str,
+        connected_account_id: Option<&str>,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Page<DeviceRecord>> {
+        let sql = format!(
+            "{DEVICE_SELECT} WHERE d.workspace_id = ? AND (? IS NULL OR d.connected_account_id = ?)
+             AND d.seq > ? ORDER BY d.seq LIMIT ?"
+        );
+        let rows: Vec<DeviceRecord> = sqlx::query_as(&sql)
+            .bind(workspace_id)
+            .bind(connected_account_id)
+            .bind(connected_account_id)
+            .bind(after.unwrap_or(0))
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.reader)
+            .await?;
+        paginate(rows, limit, |r| r.seq, Ok)
+    }
+
+    async fn get_device(
+        &self,
+        workspace_id: &str,
+        device_id: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<Option<DeviceRecord>> {
+        let sql = format!(
+            "{DEVICE_SELECT} WHERE d.workspace_id = ? AND (? IS NULL OR d.device_id = ?)
+             AND (? IS NULL OR d.name = ?) ORDER BY d.seq LIMIT 1"
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(workspace_id)
+            .bind(device_id)
+            .bind(device_id)
+            .bind(name)
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await?)
+    }
+
+    async fn set_supported_code_lengths(
+        &self,
+        device: &DeviceRecord,
+        lengths: &[u32],
+    ) -> Result<()> {
+        let mut rules = device.code_rules()?;
+        rules.supported_code_lengths = lengths.to_vec();
+        let rules =
+            serde_json::to_string(&rules).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query("UPDATE devices SET code_rules = ? WHERE device_id = ?")
+            .bind(rules)
+            .bind(&device.device_id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+}
+
+impl SqliteStore {
+    pub(crate) async fn device_by_id(&self, device_id: &str) -> Result<Option<DeviceRecord>> {
+        let sql = format!("{DEVICE_SELECT} WHERE d.device_id = ?");
+        Ok(sqlx::query_as(&sql)
+            .bind(device_id)
+            .fetch_optional(&self.writer)
+            .await?)
+    }
+}
+
+pub(crate) async fn device_in_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    device_id: &str,
+) -> Result<DeviceRecord> {
+    let sql = format!("{DEVICE_SELECT} WHERE d.device_id = ?");
+    Ok(sqlx::query_as(&sql)
+        .bind(device_id)
+        .fetch_one(&mut **tx)
+        .await?)
+}

@@ -1,0 +1,64 @@
+//! The SQLite backend: embedded, WAL, for a single Keyway process.
+//!
+//! Writes go through a single connection (SQLite has one writer anyway), reads through a pool.
+//! Because the file belongs to one process, leases found in it at start are stale
+//! ([`crate::Backend::is_exclusive`]).
+
+mod access_codes;
+mod accounts;
+mod engine;
+mod events;
+mod sandbox;
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::{Backend, Result, StoreOptions};
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens a `sqlite://` URL (creating the file if needed) and migrates it.
+    pub async fn open(url: &str, options: &StoreOptions) -> Result<SqliteStore> {
+        let connect = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(options.statement_timeout)
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(connect.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .connect_with(connect.read_only(true))
+            .await?;
+        Ok(SqliteStore { writer, reader })
+    }
+}
+
+#[async_trait]
+impl Backend for SqliteStore {
+    fn is_exclusive(&self) -> bool {
+        true
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}
