@@ -171,6 +171,8 @@ impl Store {
     pub async fn open(url: &str, options: &StoreOptions) -> Result<Store> {
         let backend: Arc<dyn Backend> = if url.starts_with("sqlite:") {
             Arc::new(sqlite::SqliteStore::open(url, options).await?)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Arc::new(postgres::PgStore::open(url, options).await?)
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         };

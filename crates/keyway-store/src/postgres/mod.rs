@@ -1,1 +1,67 @@
-//! The PostgreSQL backend (placeholder while the SQLite move compiles).
+//! The PostgreSQL backend: any number of Keyway processes on one database.
+//!
+//! What makes sharing safe, beyond each write being one transaction:
+//!
+//! - **Device leases** (`devices.lease_owner/lease_until`) are claimed with one conditional
+//!   `UPDATE` over a `FOR UPDATE SKIP LOCKED` sub-select: of several instances claiming a device
+//!   at once exactly one gets it, and nobody waits on another's claim. The lease holder alone
+//!   works the device's jobs (scheduler edges and read-backs included), so no lock ever sees two
+//!   workers. A dead instance's leases simply expire; they are never released at start.
+//! - **Jobs** are de-duplicated by unique indexes (one waiting job per code and due time, one
+//!   waiting read-back per lock) with `ON CONFLICT`, not by check-then-insert. A job the lease
+//!   holder took is marked `taken`, so work queued meanwhile is a new job and is not lost when
+//!   the taken ones are deleted.
+//! - **Events** get their list order (`seq`) in commit order, when first listed (see
+//!   `events.rs`), so `events/list` pages never skip an event that committed late.
+//! - **Seeding** and migrations are idempotent and safe to run from several instances at once
+//!   (`ON CONFLICT DO NOTHING`; sqlx holds an advisory lock while migrating).
+
+mod access_codes;
+mod accounts;
+mod engine;
+mod events;
+mod sandbox;
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use crate::{Backend, Result, StoreOptions};
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to a `postgres://` URL and migrates the database.
+    pub async fn open(url: &str, options: &StoreOptions) -> Result<PgStore> {
+        let timeout_ms = options.statement_timeout.as_millis();
+        let connect = PgConnectOptions::from_str(url)?
+            .application_name("keyway")
+            .options([("statement_timeout", format!("{timeout_ms}ms"))]);
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout())
+            .connect_with(connect)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(PgStore { pool })
+    }
+}
+
+#[async_trait]
+impl Backend for PgStore {
+    fn is_exclusive(&self) -> bool {
+        false
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
