@@ -100,6 +100,7 @@ impl Engine {
 
     /// Runs the dispatcher until the task is dropped.
     pub async fn run(self: Arc<Self>) {
+        info!(owner = %self.owner, "engine started");
         if let Err(error) = self.store.ensure_reads(self.clock.now()).await {
             warn!(%error, "could not schedule lock read-backs");
         }

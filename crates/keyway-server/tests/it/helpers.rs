@@ -17,7 +17,7 @@ pub const DEVICE1: &str = "august_device_1";
 
 pub struct TestApp {
     pub server: RunningServer,
-    pub database: TestDatabase,
+    _database: TestDatabase,
     pub config: ServerConfig,
     client: reqwest::Client,
 }
@@ -166,7 +166,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut ServerConfig)) -> TestApp {
         .expect("server starts");
     TestApp {
         server,
-        database,
+        _database: database,
         config,
         client: reqwest::Client::new(),
     }

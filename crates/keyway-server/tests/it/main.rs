@@ -7,6 +7,7 @@ mod backup;
 mod engine;
 mod faults;
 mod helpers;
+mod instances;
 mod locks;
 mod model;
 mod multiple;
