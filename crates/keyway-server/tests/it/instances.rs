@@ -345,7 +345,7 @@ async fn instances_share_one_database_and_survive_one_killed_mid_operation() {
         Instance::start(&database_url),
         Instance::start(&database_url)
     );
-    let mut instances = vec![first, second, third];
+    let mut instances = [first, second, third];
     let urls: Vec<String> = instances.iter().map(|i| i.url.clone()).collect();
     let client = reqwest::Client::new();
     for url in &urls {

@@ -4,6 +4,7 @@
 mod access_codes;
 mod api_surface;
 mod backup;
+mod database_loss;
 mod engine;
 mod faults;
 mod helpers;
