@@ -9,8 +9,15 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --all-targets -- -D warnings
-echo "==> cargo test"
-cargo test --workspace
+# The Rust suite runs twice: on SQLite, then on PostgreSQL (a fresh database per test, dropped
+# afterwards), where the tests of several instances and of a lost database run too. Point the
+# second run elsewhere with KEYWAY_TEST_DATABASE_URL=postgres://USER@HOST:PORT/DB (a database
+# the user may connect to, and CREATE DATABASE from).
+POSTGRES_URL="${KEYWAY_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+echo "==> cargo test (SQLite)"
+env -u KEYWAY_TEST_DATABASE_URL cargo test --workspace
+echo "==> cargo test (PostgreSQL at ${POSTGRES_URL})"
+KEYWAY_TEST_DATABASE_URL="$POSTGRES_URL" cargo test --workspace
 echo "==> official SDKs against keyway serve --seed"
 bash tests/sdk/run.sh
 echo "==> all tests passed"
