@@ -43,6 +43,9 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout())
+            // No ping before each use (a round trip per query): a connection the database
+            // dropped fails its next query, is discarded, and the pool opens a new one.
+            .test_before_acquire(false)
             .connect_with(connect)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
