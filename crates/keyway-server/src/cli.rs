@@ -72,6 +72,9 @@ pub struct ServeArgs {
     /// Seconds of failed attempts before the engine gives up (`failed_to_*` error).
     #[arg(long, env = "KEYWAY_GIVE_UP_AFTER_SECS", default_value_t = 900)]
     pub give_up_after_secs: u64,
+    /// Locks the engine works on at once.
+    #[arg(long, env = "KEYWAY_ENGINE_CONCURRENCY", default_value_t = 256)]
+    pub engine_concurrency: usize,
     /// Backup codes kept on each lock whose backup pool is on.
     #[arg(long, env = "KEYWAY_BACKUP_POOL_SIZE", default_value_t = 5)]
     pub backup_pool_size: u32,
@@ -103,6 +106,7 @@ impl ServeArgs {
                     warn_after: Duration::from_secs(self.warn_after_secs),
                     give_up_after: Duration::from_secs(self.give_up_after_secs),
                 },
+                concurrency: self.engine_concurrency.clamp(1, 100_000),
                 poll_interval: Duration::try_from_secs_f64(self.poll_interval_secs)
                     .unwrap_or(Duration::from_secs(60))
                     .max(Duration::from_millis(100)),

@@ -12,6 +12,7 @@ mod events;
 mod rows;
 mod sandbox;
 mod seed;
+mod stats;
 
 use std::path::Path;
 use std::str::FromStr;
