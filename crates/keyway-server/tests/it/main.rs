@@ -3,6 +3,7 @@
 
 mod access_codes;
 mod api_surface;
+mod client;
 mod engine;
 mod helpers;
 mod tenancy;
