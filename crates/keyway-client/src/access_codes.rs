@@ -109,9 +109,7 @@ impl UpdateAccessCode {
     }
 }
 
-/// Parameters of `/access_codes/list`.
-///
-/// Keyway lists the whole workspace when both filters are absent; Seam requires one of them.
+/// Parameters of `/access_codes/list`: `device_id` or `access_code_ids` is required.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ListAccessCodes {
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -97,7 +97,7 @@ impl Error {
     }
 
     /// Whether repeating the same idempotent request may succeed: 429, 5xx, or no answer.
-    pub(crate) fn is_transient(&self) -> bool {
+    pub fn is_transient(&self) -> bool {
         match self {
             Error::Http { status, .. } => *status == 429 || *status >= 500,
             Error::Transport { source, .. } => {
