@@ -195,9 +195,8 @@ pub struct EventsListArgs {
 }
 
 fn parse_instant(raw: &str) -> Result<Timestamp, String> {
-    Timestamp::parse(raw).ok_or_else(|| {
-        format!("{raw:?} is not an RFC 3339 instant (e.g. 2030-01-01T15:00:00Z)")
-    })
+    Timestamp::parse(raw)
+        .ok_or_else(|| format!("{raw:?} is not an RFC 3339 instant (e.g. 2030-01-01T15:00:00Z)"))
 }
 
 /// Runs a client command and answers the process's exit code.
@@ -489,11 +488,7 @@ async fn events(
         since: args.since,
         ..Default::default()
     };
-    let first: Vec<_> = client
-        .events()
-        .list_stream(&params)?
-        .try_collect()
-        .await?;
+    let first: Vec<_> = client.events().list_stream(&params)?.try_collect().await?;
     if !args.follow {
         return if json {
             render::json(out, &first)

@@ -3,6 +3,7 @@
 
 mod access_codes;
 mod api_surface;
+mod cli;
 mod client;
 mod engine;
 mod helpers;
