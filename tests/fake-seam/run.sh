@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # keyway-client's contract test against Seam's own fake server (npm @seamapi/fake-seam-connect,
 # version pinned in package.json / package-lock.json): installs it, starts it seeded on a free
-# loopback port, runs `cargo test -p keyway-client --test fake_seam` with KEYWAY_FAKE_SEAM_URL
-# pointing at it, and stops it whatever happens.
+# loopback port, runs keyway-client's `fake_seam` test with KEYWAY_FAKE_SEAM_URL pointing at it,
+# and stops it whatever happens. (`--workspace` keeps the features of the workspace build, so the
+# test reuses what `cargo test --workspace` compiled.)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -38,6 +39,6 @@ if ! curl -fsS "$url/health" >/dev/null 2>&1; then
   echo "the fake did not answer /health within 30 s:" >&2; cat "$log" >&2; exit 1
 fi
 
-echo "==> cargo test -p keyway-client --test fake_seam against $url"
+echo "==> cargo test --workspace --test fake_seam against $url"
 cd "$root"
-KEYWAY_FAKE_SEAM_URL="$url" cargo test -p keyway-client --test fake_seam -- --nocapture
+KEYWAY_FAKE_SEAM_URL="$url" cargo test --workspace --test fake_seam -- --nocapture

@@ -10,7 +10,7 @@ use keyway_model::{
     UnmanagedAccessCode,
 };
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::client::{Client, Idempotency};
 use crate::error::Error;
@@ -442,15 +442,13 @@ impl UnmanagedAccessCodes<'_> {
 
     /// Asks the server to manage an unmanaged code from now on. Never retried.
     pub async fn convert_to_managed(&self, params: &ConvertToManaged) -> Result<(), Error> {
-        let _: Value = self
-            .client
+        self.client
             .send(
                 "/access_codes/unmanaged/convert_to_managed",
                 params,
                 Idempotency::Write,
             )
             .await
-            .map(Value::Object)?;
-        Ok(())
+            .map(drop)
     }
 }

@@ -97,6 +97,7 @@ pub struct CreateArgs {
     /// The lock to program.
     #[arg(long)]
     device_id: String,
+    /// A name for people (e.g. the guest's).
     #[arg(long)]
     name: Option<String>,
     /// The PIN (generated under the lock's rules when absent).
@@ -119,6 +120,7 @@ pub struct CreateArgs {
 #[derive(Args, Debug)]
 pub struct UpdateArgs {
     access_code_id: String,
+    /// A new name.
     #[arg(long)]
     name: Option<String>,
     /// A new PIN.
@@ -176,8 +178,10 @@ pub enum EventsCommand {
 
 #[derive(Args, Debug)]
 pub struct EventsListArgs {
+    /// Only the events of this device.
     #[arg(long)]
     device_id: Option<String>,
+    /// Only the events of this access code.
     #[arg(long)]
     access_code_id: Option<String>,
     /// e.g. access_code.set_on_device (repeatable).
