@@ -1,7 +1,7 @@
 //! The `keyway` binary's client commands against a spawned server: tables, `--json`, exit
 //! codes and error messages, `events list --follow`, and shell completions.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -346,37 +346,42 @@ async fn events_follow_prints_new_events_as_they_happen() {
         .stderr(Stdio::null())
         .spawn()
         .expect("keyway starts");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Lines as the follower prints them.
+    let (lines, received) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
     let created = client
         .access_codes()
         .create(&CreateAccessCode::new(DEVICE1).code("2222"))
         .await
         .expect("create");
     let id = created.access_code.access_code_id;
-    client
-        .access_codes()
-        .wait_until_set(&id, Duration::from_secs(10))
-        .await
-        .expect("set");
-    // Give the follower a few polls, then stop it.
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let _ = child.kill();
-    let mut stdout = String::new();
-    if let Some(mut pipe) = child.stdout.take() {
-        pipe.read_to_string(&mut stdout).expect("stdout");
+    let wanted = ["access_code.created", "access_code.set_on_device"];
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while seen.len() < wanted.len() && std::time::Instant::now() < deadline {
+        let line = match received.try_recv() {
+            Ok(line) => line,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let event: Value = serde_json::from_str(&line).expect("one JSON event per line");
+        if event["access_code_id"] == id.as_str() {
+            seen.push(event["event_type"].as_str().unwrap_or_default().to_owned());
+        }
     }
+    let _ = child.kill();
     let _ = child.wait();
-    let types: Vec<String> = stdout
-        .lines()
-        .map(|line| serde_json::from_str::<Value>(line).expect("one JSON event per line"))
-        .filter(|event| event["access_code_id"] == id.as_str())
-        .map(|event| event["event_type"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    assert_eq!(
-        types,
-        vec!["access_code.created", "access_code.set_on_device"],
-        "{stdout}"
-    );
+    let _ = reader.join();
+    assert_eq!(seen, wanted);
 }
 
 #[tokio::test]
