@@ -1,4 +1,5 @@
-//! The `keyway` command line: `serve` and `workspaces create`.
+//! The `keyway` command line: `serve` and `workspaces create`; the client commands
+//! (`access-codes`, `devices`, `events`, `completions`) are in `commands`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +22,8 @@ use crate::engine::EngineConfig;
     about = "Self-hostable, Seam-compatible access-code server"
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub client: crate::commands::ClientArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -32,6 +35,8 @@ pub enum Command {
     /// Manage workspaces.
     #[command(subcommand)]
     Workspaces(WorkspacesCommand),
+    #[command(flatten)]
+    Client(crate::commands::ClientCommand),
 }
 
 #[derive(Subcommand)]

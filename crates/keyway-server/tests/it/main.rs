@@ -4,6 +4,8 @@
 mod access_codes;
 mod api_surface;
 mod backup;
+mod cli;
+mod client;
 mod engine;
 mod faults;
 mod helpers;
