@@ -13,4 +13,6 @@ echo "==> cargo test"
 cargo test --workspace
 echo "==> official SDKs against keyway serve --seed"
 bash tests/sdk/run.sh
+echo "==> keyway-client against Seam's fake"
+bash tests/fake-seam/run.sh
 echo "==> all tests passed"

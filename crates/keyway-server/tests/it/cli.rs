@@ -206,12 +206,12 @@ async fn api_errors_print_their_type_and_message_and_exit_1() {
             .and(predicate::str::contains("\n  code: ")),
     );
 
-    // Keyway does not serve convert_to_managed yet: the API's answer is shown as it is.
+    // An unknown code: the API's answer is shown as it is.
     run(&app, &["access-codes", "unmanaged", "convert", "some_code"])
         .await
         .assert()
         .code(1)
-        .stderr("error: not_found: Route not found\n");
+        .stderr("error: access_code_not_found: Access code not found\n");
 
     let mut stranger = keyway(&["devices", "list"]);
     stranger.args(["--endpoint", &app.server.url(), "--api-key", "seam_unknown"]);

@@ -370,17 +370,30 @@ async fn every_other_route_answers_through_the_client() {
         .await
         .expect("unmanaged get");
     assert_eq!(got.code.as_deref(), Some("3333"));
-    // Not served by Keyway yet: the route's 404 comes back as a typed error.
+    // Converting makes it a managed code; converting again is a typed 404.
+    let convert = ConvertToManaged {
+        access_code_id: unmanaged.access_code_id.clone(),
+        ..Default::default()
+    };
+    client
+        .access_codes()
+        .unmanaged()
+        .convert_to_managed(&convert)
+        .await
+        .expect("convert");
+    let managed = client
+        .access_codes()
+        .get(&unmanaged.access_code_id)
+        .await
+        .expect("now managed");
+    assert!(managed.is_managed);
     match client
         .access_codes()
         .unmanaged()
-        .convert_to_managed(&ConvertToManaged {
-            access_code_id: unmanaged.access_code_id,
-            ..Default::default()
-        })
+        .convert_to_managed(&convert)
         .await
     {
-        Err(Error::NotFound { kind, .. }) => assert_eq!(kind, "not_found"),
+        Err(Error::NotFound { kind, .. }) => assert_eq!(kind, "access_code_not_found"),
         other => panic!("expected a 404, got {other:?}"),
     }
 }
