@@ -108,6 +108,7 @@ pub async fn start_keyway(binary: &Path, options: KeywayOptions<'_>) -> anyhow::
 }
 
 pub async fn start_fake(fake_dir: &Path) -> anyhow::Result<Server> {
+    let fake_dir = fake_dir.canonicalize().context("bench/fake")?;
     let port = free_port()?;
     let url = format!("http://127.0.0.1:{port}");
     let started = Instant::now();

@@ -13,12 +13,13 @@ use axum::Router;
 use keyway_core::{Clock, SystemClock};
 use keyway_drivers::sandbox::SandboxDriver;
 use keyway_drivers::LockDriver;
-use keyway_store::{DeviceRecord, Store};
+use keyway_store::{DeviceRecord, Durability, Store};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::CorsLayer;
 
+use crate::auth::AuthCache;
 use crate::engine::{Drivers, Engine, EngineConfig};
 use crate::error::ApiError;
 
@@ -27,6 +28,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
+    /// What an acknowledged write survives (SQLite).
+    pub durability: Durability,
     pub seed: bool,
     pub sandbox_delay: Duration,
     /// Backup codes kept on a lock once its backup pool is turned on.
@@ -42,6 +45,7 @@ pub struct AppState {
     pub sandbox: Arc<SandboxDriver>,
     pub seeded: bool,
     pub backup_pool_size: u32,
+    pub auth_cache: Arc<AuthCache>,
 }
 
 struct ProviderDrivers {
@@ -92,9 +96,9 @@ impl Drop for RunningServer {
 
 pub async fn open_store(config: &ServerConfig) -> anyhow::Result<Store> {
     let store = match &config.database_url {
-        Some(url) if url.starts_with("sqlite:") => Store::open(url).await?,
+        Some(url) if url.starts_with("sqlite:") => Store::open_with(url, config.durability).await?,
         Some(url) => anyhow::bail!("unsupported database URL {url:?}: use sqlite://PATH"),
-        None => Store::open_dir(&config.data_dir).await?,
+        None => Store::open_dir_with(&config.data_dir, config.durability).await?,
     };
     Ok(store)
 }
@@ -128,6 +132,7 @@ pub async fn start_with_clock(
         sandbox,
         seeded: config.seed,
         backup_pool_size: config.backup_pool_size,
+        auth_cache: Arc::new(AuthCache::default()),
     };
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use keyway_core::retry::RetryPolicy;
 use keyway_core::{Clock, SystemClock};
-use keyway_store::{DeviceCodeRules, NewWorkspace, Store, SEED};
+use keyway_store::{DeviceCodeRules, Durability, NewWorkspace, Store, SEED};
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 
@@ -53,6 +53,20 @@ pub struct StorageArgs {
     /// Database URL (`sqlite://PATH`); overrides --data-dir.
     #[arg(long, env = "KEYWAY_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// fsync every commit, so acknowledged writes also survive a power loss (slower). Without
+    /// it they survive a crash or `kill -9` of Keyway.
+    #[arg(long, env = "KEYWAY_FSYNC_EVERY_COMMIT")]
+    pub fsync_every_commit: bool,
+}
+
+impl StorageArgs {
+    pub fn durability(&self) -> Durability {
+        if self.fsync_every_commit {
+            Durability::PowerLoss
+        } else {
+            Durability::ProcessCrash
+        }
+    }
 }
 
 #[derive(Args)]
@@ -101,6 +115,7 @@ impl ServeArgs {
             listen,
             data_dir: self.storage.data_dir.clone(),
             database_url: self.storage.database_url.clone(),
+            durability: self.storage.durability(),
             seed: self.seed,
             sandbox_delay: Duration::from_millis(self.sandbox_delay_ms),
             backup_pool_size: self.backup_pool_size.clamp(1, 50),
@@ -150,6 +165,7 @@ pub async fn create_workspace(args: &CreateWorkspaceArgs) -> anyhow::Result<(Str
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         data_dir: args.storage.data_dir.clone(),
         database_url: args.storage.database_url.clone(),
+        durability: args.storage.durability(),
         seed: false,
         sandbox_delay: Duration::from_millis(args.sandbox_delay_ms),
         backup_pool_size: 5,

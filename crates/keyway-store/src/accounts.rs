@@ -275,7 +275,7 @@ impl Store {
             "SELECT workspace_id, name, company_name, is_sandbox FROM workspaces WHERE workspace_id = ?",
         )
         .bind(workspace_id)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&self.reader)
         .await?;
         Ok(row.map(Workspace::from))
     }
@@ -453,7 +453,7 @@ impl Store {
         let sql = format!("{DEVICE_SELECT} WHERE d.device_id = ?");
         Ok(sqlx::query_as(&sql)
             .bind(device_id)
-            .fetch_optional(&self.writer)
+            .fetch_optional(&self.reader)
             .await?)
     }
 }

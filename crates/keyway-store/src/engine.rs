@@ -102,7 +102,7 @@ impl Store {
              AND deleted = 0 AND slot IS NOT NULL AND confirmed_code IS NOT NULL",
         )
         .bind(device_id)
-        .fetch_all(&self.writer)
+        .fetch_all(&self.reader)
         .await?)
     }
 
@@ -409,7 +409,7 @@ impl Store {
         .bind(now.millis())
         .bind(now.millis())
         .bind(i64::from(limit))
-        .fetch_all(&self.writer)
+        .fetch_all(&self.reader)
         .await?)
     }
 
@@ -420,7 +420,7 @@ impl Store {
              WHERE d.lease_until IS NULL OR d.lease_until < ?",
         )
         .bind(now.millis())
-        .fetch_one(&self.writer)
+        .fetch_one(&self.reader)
         .await?;
         Ok(at.and_then(Timestamp::from_millis))
     }
@@ -472,7 +472,7 @@ impl Store {
         .bind(device_id)
         .bind(now.millis())
         .bind(i64::from(limit))
-        .fetch_all(&self.writer)
+        .fetch_all(&self.reader)
         .await?)
     }
 
@@ -505,7 +505,7 @@ impl Store {
             "SELECT slot FROM access_codes WHERE device_id = ? AND is_managed = 1 AND slot IS NOT NULL",
         )
         .bind(device_id)
-        .fetch_all(&self.writer)
+        .fetch_all(&self.reader)
         .await?;
         Ok(slots
             .into_iter()
@@ -549,7 +549,7 @@ impl Store {
         );
         let row: Option<AccessCodeRow> = sqlx::query_as(&sql)
             .bind(access_code_id)
-            .fetch_optional(&self.writer)
+            .fetch_optional(&self.reader)
             .await?;
         row.map(|row| {
             let warnings = row.warnings()?;
@@ -622,7 +622,7 @@ impl Store {
              WHERE device_id = ? AND slot IS NOT NULL",
         )
         .bind(&device.device_id)
-        .fetch_all(&self.writer)
+        .fetch_all(&self.reader)
         .await?;
         let claimed_by_managed = |slot: &LockObservation| {
             known.iter().any(|k| {

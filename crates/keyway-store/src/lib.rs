@@ -47,6 +47,16 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// What a committed write survives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// A crash or `kill -9` of Keyway (WAL, `synchronous=NORMAL`): the default.
+    #[default]
+    ProcessCrash,
+    /// Also a power loss or OS crash (WAL, `synchronous=FULL`: an fsync per commit).
+    PowerLoss,
+}
+
 /// One page of a list, and the cursor of the next one.
 #[derive(Debug, Clone)]
 pub struct Page<T> {
@@ -65,19 +75,33 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) `keyway.sqlite` in `data_dir` and migrates it.
     pub async fn open_dir(data_dir: &Path) -> Result<Store> {
+        Store::open_dir_with(data_dir, Durability::default()).await
+    }
+
+    /// Opens (creating if needed) `keyway.sqlite` in `data_dir` and migrates it.
+    pub async fn open_dir_with(data_dir: &Path, durability: Durability) -> Result<Store> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Corrupt(format!("cannot create {}: {e}", data_dir.display()))
         })?;
         let url = format!("sqlite://{}", data_dir.join("keyway.sqlite").display());
-        Store::open(&url).await
+        Store::open_with(&url, durability).await
+    }
+
+    /// Opens a `sqlite://` URL and migrates it, with the default durability.
+    pub async fn open(url: &str) -> Result<Store> {
+        Store::open_with(url, Durability::default()).await
     }
 
     /// Opens a `sqlite://` URL and migrates it.
-    pub async fn open(url: &str) -> Result<Store> {
+    pub async fn open_with(url: &str, durability: Durability) -> Result<Store> {
+        let synchronous = match durability {
+            Durability::ProcessCrash => SqliteSynchronous::Normal,
+            Durability::PowerLoss => SqliteSynchronous::Full,
+        };
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(synchronous)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         let writer = SqlitePoolOptions::new()

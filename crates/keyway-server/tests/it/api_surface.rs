@@ -200,6 +200,7 @@ async fn a_created_workspace_key_works_and_is_stored_only_as_a_hash() {
         storage: keyway_server::cli::StorageArgs {
             data_dir: dir.path().to_path_buf(),
             database_url: None,
+            fsync_every_commit: true,
         },
     };
     let (workspace_id, api_key) = keyway_server::cli::create_workspace(&args).await.unwrap();

@@ -23,6 +23,7 @@ pub fn test_config(dir: &TempDir) -> ServerConfig {
         listen: "127.0.0.1:0".parse().expect("address"),
         data_dir: dir.path().to_path_buf(),
         database_url: None,
+        durability: keyway_store::Durability::default(),
         seed: true,
         sandbox_delay: Duration::ZERO,
         backup_pool_size: 2,
