@@ -49,6 +49,29 @@ pub struct LockObservation {
     pub name: Option<String>,
 }
 
+/// What the engine records for one code after a step: its outcome, if anything changed, and
+/// when to look at it next (with the failed attempts so far).
+#[derive(Debug, Clone)]
+pub struct OutcomeRecord {
+    pub access_code_id: String,
+    pub outcome: Option<CodeOutcome>,
+    pub follow_up: Option<(Timestamp, i64)>,
+}
+
+impl OutcomeRecord {
+    pub fn new(
+        access_code_id: String,
+        outcome: CodeOutcome,
+        follow_up: Option<(Timestamp, i64)>,
+    ) -> Self {
+        OutcomeRecord {
+            access_code_id,
+            outcome: Some(outcome),
+            follow_up,
+        }
+    }
+}
+
 /// The result of one engine step for one code.
 #[derive(Debug, Clone)]
 pub enum CodeOutcome {
@@ -570,32 +593,37 @@ impl Store {
         .transpose()
     }
 
-    /// Records one step's outcome for a code, and optionally schedules its next look.
-    pub async fn record_outcome(
+    /// Records the outcomes of an engine batch for one device, in one transaction: each
+    /// code's new state and events, and when to look at it next.
+    pub async fn record_outcomes(
         &self,
         device: &DeviceRecord,
-        access_code_id: &str,
-        outcome: Option<CodeOutcome>,
-        follow_up: Option<(Timestamp, i64)>,
+        records: Vec<OutcomeRecord>,
         now: Timestamp,
     ) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        let Some(row) = try_fetch_code(&mut tx, access_code_id).await? else {
+        if records.is_empty() {
             return Ok(());
-        };
-        if let Some(outcome) = outcome {
-            apply_outcome(&mut tx, device, row, outcome, now).await?;
         }
-        if let Some((at, attempts)) = follow_up {
-            insert_job(&mut tx, &device.device_id, Some(access_code_id), at, now).await?;
-            sqlx::query(
-                "UPDATE device_jobs SET attempts = ? WHERE access_code_id = ? AND run_after = ?",
-            )
-            .bind(attempts)
-            .bind(access_code_id)
-            .bind(at.millis())
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = self.writer.begin().await?;
+        for record in records {
+            let id = record.access_code_id.as_str();
+            let Some(row) = try_fetch_code(&mut tx, id).await? else {
+                continue;
+            };
+            if let Some(outcome) = record.outcome {
+                apply_outcome(&mut tx, device, row, outcome, now).await?;
+            }
+            if let Some((at, attempts)) = record.follow_up {
+                insert_job(&mut tx, &device.device_id, Some(id), at, now).await?;
+                sqlx::query(
+                    "UPDATE device_jobs SET attempts = ? WHERE access_code_id = ? AND run_after = ?",
+                )
+                .bind(attempts)
+                .bind(id)
+                .bind(at.millis())
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         tx.commit().await?;
         Ok(())

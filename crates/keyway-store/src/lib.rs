@@ -29,6 +29,7 @@ pub use access_codes::{
 pub use accounts::{DeviceCodeRules, DeviceRecord, NewWorkspace};
 pub use engine::{
     CodeOutcome, ConfirmedCode, DeviceJob, EngineCode, ExternalChange, LockObservation,
+    OutcomeRecord,
 };
 pub use events::EventFilter;
 pub use seed::{SeedIds, SEED};
