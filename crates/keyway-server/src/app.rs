@@ -21,6 +21,7 @@ use tower_http::cors::CorsLayer;
 
 use crate::engine::{Drivers, Engine, EngineConfig};
 use crate::error::ApiError;
+use crate::webhooks::{WebhookConfig, WebhookSender};
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -30,6 +31,7 @@ pub struct ServerConfig {
     pub seed: bool,
     pub sandbox_delay: Duration,
     pub engine: EngineConfig,
+    pub webhooks: WebhookConfig,
 }
 
 #[derive(Clone)]
@@ -116,6 +118,7 @@ pub async fn start_with_clock(
         sandbox: sandbox.clone(),
     });
     let engine = Engine::new(store.clone(), drivers, clock.clone(), config.engine.clone());
+    let state_clock = clock.clone();
     let state = AppState {
         store: store.clone(),
         engine: engine.clone(),
@@ -132,10 +135,13 @@ pub async fn start_with_clock(
         }
     });
     let engine_task = tokio::spawn(engine.run());
+    // Webhooks: a task of its own beside the engine, delivering the store's outbox.
+    let webhook_sender = WebhookSender::new(store.clone(), state_clock, config.webhooks.clone())?;
+    let webhook_task = tokio::spawn(webhook_sender.run());
     Ok(RunningServer {
         addr,
         store,
-        tasks: vec![server, engine_task],
+        tasks: vec![server, engine_task, webhook_task],
     })
 }
 
