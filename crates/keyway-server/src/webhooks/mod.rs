@@ -71,8 +71,9 @@ impl WebhookUrl {
             }
             other => return Err(format!("url must be http or https, not {other}")),
         }
-        if url.host_str().map_or(true, str::is_empty) {
-            return Err("url has no host".into());
+        match url.host_str() {
+            Some(host) if !host.is_empty() => {}
+            _ => return Err("url has no host".into()),
         }
         Ok(WebhookUrl(url.into()))
     }

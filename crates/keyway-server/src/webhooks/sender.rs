@@ -116,7 +116,7 @@ impl WebhookSender {
             .claim_webhook_deliveries(
                 &self.owner,
                 now,
-                later(now, self.config.timeout + Duration::from_secs(5)),
+                later(now, lease_for(self.config.timeout)),
                 ClaimLimits {
                     total: u32::try_from(wanted).unwrap_or(u32::MAX),
                     per_webhook,
@@ -304,6 +304,11 @@ impl InFlight {
             }
         }
     }
+}
+
+/// How long a claimed delivery stays leased: its request's timeout, and time to record it.
+fn lease_for(timeout: Duration) -> Duration {
+    timeout + (timeout / 2).max(Duration::from_secs(1))
 }
 
 fn later(now: Timestamp, delay: Duration) -> Timestamp {

@@ -7,3 +7,4 @@ mod engine;
 mod helpers;
 mod tenancy;
 mod unmanaged;
+mod webhooks;
