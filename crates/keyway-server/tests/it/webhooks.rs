@@ -503,7 +503,12 @@ async fn a_codes_events_reach_the_webhook_signed_in_order() {
         "one webhook-id per message"
     );
 
-    let listed = deliveries(&app, &id(&webhook, "webhook_id")).await;
+    // The receiver saw them before the sender recorded its answer: wait for the records.
+    let webhook_id = id(&webhook, "webhook_id");
+    for event_type in expected {
+        wait_for_delivery(&app, &webhook_id, event_type, |d| d["status"] != "pending").await;
+    }
+    let listed = deliveries(&app, &webhook_id).await;
     assert_eq!(listed.len(), expected.len());
     for delivery in &listed {
         assert_eq!(delivery["status"], "succeeded", "{delivery}");
