@@ -31,7 +31,9 @@ pub use accounts::{DeviceCodeRules, DeviceRecord, NewWorkspace};
 pub use engine::{CodeOutcome, DeviceJob, EngineCode, LockObservation};
 pub use events::EventFilter;
 pub use seed::{SeedIds, SEED};
-pub use webhooks::{AttemptOutcome, ClaimLimits, ClaimedDelivery, NewWebhook, WebhookChanges};
+pub use webhooks::{
+    AttemptOutcome, ClaimLimits, ClaimedDelivery, FinishedAttempt, NewWebhook, WebhookChanges,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -76,6 +76,9 @@ pub enum AttemptOutcome {
     },
 }
 
+/// A finished attempt: the delivery, its outcome, and when the attempt ended.
+pub type FinishedAttempt = (i64, AttemptOutcome, Timestamp);
+
 /// How many deliveries a sender may start now, in all and per webhook.
 pub struct ClaimLimits<'a> {
     pub total: u32,
@@ -290,25 +293,34 @@ impl Store {
         rows.into_iter().map(DeliveryRow::into_model).collect()
     }
 
-    /// Leases due deliveries to `owner` until `lease_until`: for each webhook and order key
-    /// only the oldest pending delivery, and never more per webhook than `limits` allow.
+    /// Records the `finished` attempts of `owner` (as `record_webhook_attempts`), then leases
+    /// due deliveries to it until `lease_until`: for each webhook and order key only the oldest
+    /// pending delivery, and never more per webhook than `limits` allow. One transaction.
     ///
     /// Runs on the writer connection, so it sees every transaction that raised the outbox
-    /// signal (`outbox_signal`) before it.
+    /// signal (`outbox_signal`) before it. It looks at the 256 earliest claimable heads (of
+    /// webhooks with a free slot) only: a webhook filled by this claim is left out of the next
+    /// one, so the others come in turn, and the query stays cheap with a large backlog.
     pub async fn claim_webhook_deliveries(
         &self,
         owner: &str,
+        finished: &[FinishedAttempt],
         now: Timestamp,
         lease_until: Timestamp,
         limits: ClaimLimits<'_>,
     ) -> Result<Vec<ClaimedDelivery>> {
+        let mut tx = self.writer.begin().await?;
+        record_attempts(&mut tx, owner, finished).await?;
+        if limits.total == 0 {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
         let free_slots: serde_json::Map<String, serde_json::Value> = limits
             .free_slots
             .iter()
             .map(|(id, free)| (id.clone(), serde_json::Value::from(*free)))
             .collect();
         let free_slots = serde_json::Value::Object(free_slots).to_string();
-        let mut tx = self.writer.begin().await?;
         let ids: Vec<i64> = sqlx::query_scalar(
             "WITH heads AS (
                 SELECT d.delivery_id, d.webhook_id, d.next_attempt_at
@@ -320,7 +332,7 @@ impl Store {
                       WHERE p.status = 'pending' AND p.webhook_id = d.webhook_id
                         AND p.order_key = d.order_key AND p.delivery_id < d.delivery_id)
                 ORDER BY d.next_attempt_at, d.delivery_id
-                LIMIT 2000
+                LIMIT 256
              ), ranked AS (
                 SELECT delivery_id, next_attempt_at,
                     ROW_NUMBER() OVER (PARTITION BY webhook_id
@@ -389,60 +401,17 @@ impl Store {
             .collect()
     }
 
-    /// Records one attempt of a delivery this `owner` holds, and releases its lease. A
-    /// delivery whose lease was lost to another sender (or whose webhook was deleted) is left
-    /// alone.
-    pub async fn record_webhook_attempt(
+    /// Records finished attempts of deliveries this `owner` holds, in one transaction, and
+    /// releases their leases. A delivery whose lease was lost to another sender (or whose
+    /// webhook was deleted) is left alone.
+    pub async fn record_webhook_attempts(
         &self,
-        delivery_id: i64,
         owner: &str,
-        outcome: &AttemptOutcome,
-        now: Timestamp,
+        attempts: &[FinishedAttempt],
     ) -> Result<()> {
-        let (status, status_code, error, retry_at) = match outcome {
-            AttemptOutcome::Delivered { status_code } => (
-                WebhookDeliveryStatus::Succeeded,
-                Some(*status_code),
-                None,
-                None,
-            ),
-            AttemptOutcome::Failed {
-                status_code,
-                error,
-                retry_at: Some(at),
-            } => (
-                WebhookDeliveryStatus::Pending,
-                *status_code,
-                Some(error.as_str()),
-                Some(at.millis()),
-            ),
-            AttemptOutcome::Failed {
-                status_code,
-                error,
-                retry_at: None,
-            } => (
-                WebhookDeliveryStatus::Failed,
-                *status_code,
-                Some(error.as_str()),
-                None,
-            ),
-        };
-        sqlx::query(
-            "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1,
-                last_status_code = ?, last_error = ?, last_attempt_at = ?,
-                next_attempt_at = COALESCE(?, next_attempt_at),
-                lease_owner = NULL, lease_until = NULL
-             WHERE delivery_id = ? AND lease_owner = ? AND status = 'pending'",
-        )
-        .bind(status.as_str())
-        .bind(status_code.map(i64::from))
-        .bind(error)
-        .bind(now.millis())
-        .bind(retry_at)
-        .bind(delivery_id)
-        .bind(owner)
-        .execute(&self.writer)
-        .await?;
+        let mut tx = self.writer.begin().await?;
+        record_attempts(&mut tx, owner, attempts).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -478,6 +447,61 @@ impl Store {
     pub fn outbox_signal(&self) -> Arc<Notify> {
         self.outbox.clone()
     }
+}
+
+/// The attempts part of `record_webhook_attempts`, inside `tx`.
+async fn record_attempts(
+    tx: &mut Transaction<'_, Sqlite>,
+    owner: &str,
+    attempts: &[FinishedAttempt],
+) -> Result<()> {
+    for (delivery_id, outcome, at) in attempts {
+        let (status, status_code, error, retry_at) = match outcome {
+            AttemptOutcome::Delivered { status_code } => (
+                WebhookDeliveryStatus::Succeeded,
+                Some(*status_code),
+                None,
+                None,
+            ),
+            AttemptOutcome::Failed {
+                status_code,
+                error,
+                retry_at: Some(retry_at),
+            } => (
+                WebhookDeliveryStatus::Pending,
+                *status_code,
+                Some(error.as_str()),
+                Some(retry_at.millis()),
+            ),
+            AttemptOutcome::Failed {
+                status_code,
+                error,
+                retry_at: None,
+            } => (
+                WebhookDeliveryStatus::Failed,
+                *status_code,
+                Some(error.as_str()),
+                None,
+            ),
+        };
+        sqlx::query(
+            "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1,
+                    last_status_code = ?, last_error = ?, last_attempt_at = ?,
+                    next_attempt_at = COALESCE(?, next_attempt_at),
+                    lease_owner = NULL, lease_until = NULL
+                 WHERE delivery_id = ? AND lease_owner = ? AND status = 'pending'",
+        )
+        .bind(status.as_str())
+        .bind(status_code.map(i64::from))
+        .bind(error)
+        .bind(at.millis())
+        .bind(retry_at)
+        .bind(delivery_id)
+        .bind(owner)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Queues the event for every webhook of its workspace whose filter lets it through. Runs in
@@ -631,7 +655,7 @@ mod tests {
 
         // One head per code: the creations of both codes, not the deletion.
         let claimed = store
-            .claim_webhook_deliveries("a", at(10), at(10_000), limits(10, 10))
+            .claim_webhook_deliveries("a", &[], at(10), at(10_000), limits(10, 10))
             .await
             .expect("claim");
         let heads = |claimed: &[ClaimedDelivery], webhook_id: &str| -> Vec<(String, EventType)> {
@@ -664,7 +688,7 @@ mod tests {
             .collect();
         // Leased: nobody else gets them, and the deletion still waits.
         let again = store
-            .claim_webhook_deliveries("b", at(11), at(10_000), limits(10, 10))
+            .claim_webhook_deliveries("b", &[], at(11), at(10_000), limits(10, 10))
             .await
             .expect("claim");
         assert!(again.is_empty());
@@ -677,11 +701,11 @@ mod tests {
             retry_at: Some(at(100)),
         };
         store
-            .record_webhook_attempt(creation.delivery_id, "a", &failed, at(12))
+            .record_webhook_attempts("a", &[(creation.delivery_id, failed, at(12))])
             .await
             .expect("recorded");
         let none = store
-            .claim_webhook_deliveries("a", at(50), at(10_000), limits(10, 10))
+            .claim_webhook_deliveries("a", &[], at(50), at(10_000), limits(10, 10))
             .await
             .expect("claim");
         assert!(none.is_empty(), "{none:?}");
@@ -690,23 +714,19 @@ mod tests {
             Some(at(100))
         );
         let retried = store
-            .claim_webhook_deliveries("a", at(100), at(10_000), limits(10, 10))
+            .claim_webhook_deliveries("a", &[], at(100), at(10_000), limits(10, 10))
             .await
             .expect("claim");
         assert_eq!(retried.len(), 1);
         assert_eq!(retried[0].attempts, 1);
         assert_eq!(retried[0].message_id, creation.message_id);
+        let delivered = AttemptOutcome::Delivered { status_code: 204 };
         store
-            .record_webhook_attempt(
-                retried[0].delivery_id,
-                "a",
-                &AttemptOutcome::Delivered { status_code: 204 },
-                at(101),
-            )
+            .record_webhook_attempts("a", &[(retried[0].delivery_id, delivered, at(101))])
             .await
             .expect("recorded");
         let next = store
-            .claim_webhook_deliveries("a", at(102), at(10_000), limits(10, 10))
+            .claim_webhook_deliveries("a", &[], at(102), at(10_000), limits(10, 10))
             .await
             .expect("claim");
         let types: Vec<_> = next.iter().map(|d| d.event.event_type).collect();
@@ -759,7 +779,7 @@ mod tests {
             create_code(&store, &format!("300{n}"), at(n)).await;
         }
         let claimed = store
-            .claim_webhook_deliveries("a", at(10), at(10_000), limits(100, 2))
+            .claim_webhook_deliveries("a", &[], at(10), at(10_000), limits(100, 2))
             .await
             .expect("claim");
         let mut per_webhook: HashMap<String, usize> = HashMap::new();
@@ -774,6 +794,7 @@ mod tests {
         let more = store
             .claim_webhook_deliveries(
                 "a",
+                &[],
                 at(11),
                 at(10_000),
                 ClaimLimits {

@@ -2,9 +2,10 @@
 //!
 //! One dispatcher loop claims work (leased, so a crash hands it to the next claim) and runs
 //! each delivery as its own task: at most `concurrency` in all and `per_webhook_concurrency`
-//! per webhook, so a slow or dead receiver holds only its own slots. Every attempt is
-//! recorded with its follow-up (retry time, or failed for good). Redirects are not followed.
-//! Dropping the `run` future (aborting its task) aborts the deliveries in flight.
+//! per webhook, so a slow or dead receiver holds only its own slots. Finished attempts come
+//! back to the loop, which records them with their follow-up (retry time, or failed for good)
+//! in one transaction before it claims again. Redirects are not followed. Dropping the `run`
+//! future (aborting its task) aborts the deliveries in flight.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use keyway_core::Clock;
 use keyway_model::Timestamp;
-use keyway_store::{AttemptOutcome, ClaimLimits, ClaimedDelivery, Store};
+use keyway_store::{AttemptOutcome, ClaimLimits, ClaimedDelivery, FinishedAttempt, Store};
 use tokio::task::{Id, JoinError, JoinSet};
 use tracing::{debug, info, instrument, warn};
 
@@ -55,23 +56,30 @@ impl WebhookSender {
     /// Delivers the outbox until the future is dropped.
     pub async fn run(self: Arc<Self>) {
         let signal = self.store.outbox_signal();
-        let mut tasks: JoinSet<()> = JoinSet::new();
+        let mut tasks: JoinSet<Finished> = JoinSet::new();
         let mut in_flight = InFlight::default();
+        let mut finished: Vec<Finished> = Vec::new();
         // Whether the outbox was signalled since the last claim: then the claim must go
         // through the writer whatever the reader pool shows yet.
         let mut signalled = true;
         loop {
             while let Some(done) = tasks.try_join_next_with_id() {
-                in_flight.finish(done);
+                finished.extend(in_flight.finish(done));
             }
             let free = self.config.concurrency.max(1).saturating_sub(tasks.len());
             let wanted = free.min(CLAIM_BATCH);
+            // Finished attempts free their successors: claim after recording them.
+            let claim =
+                wanted > 0 && (signalled || !finished.is_empty() || self.anything_due().await);
             let mut claimed_all = false;
-            if wanted > 0 && (signalled || self.anything_due().await) {
-                signalled = false;
-                match self.claim(wanted, &in_flight).await {
+            if claim || !finished.is_empty() {
+                if claim {
+                    signalled = false;
+                }
+                let wanted = if claim { wanted } else { 0 };
+                match self.exchange(&finished, wanted, &in_flight).await {
                     Ok(batch) => {
-                        claimed_all = batch.len() == wanted;
+                        claimed_all = wanted > 0 && batch.len() == wanted;
                         for delivery in batch {
                             let sender = Arc::clone(&self);
                             let webhook_id = delivery.webhook_id.clone();
@@ -80,10 +88,12 @@ impl WebhookSender {
                         }
                     }
                     Err(error) => {
-                        warn!(%error, "claiming webhook deliveries failed");
+                        // Unrecorded attempts: their leases run out and they are sent again.
+                        warn!(%error, "recording or claiming webhook deliveries failed");
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 }
+                finished.clear();
             }
             if claimed_all {
                 // A full batch: there may be more due right now.
@@ -93,15 +103,17 @@ impl WebhookSender {
             tokio::select! {
                 _ = signal.notified() => signalled = true,
                 Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                    in_flight.finish(done);
+                    finished.extend(in_flight.finish(done));
                 }
                 _ = tokio::time::sleep(wait) => {}
             }
         }
     }
 
-    async fn claim(
+    /// Records finished attempts and claims up to `wanted` deliveries, in one transaction.
+    async fn exchange(
         &self,
+        finished: &[Finished],
         wanted: usize,
         in_flight: &InFlight,
     ) -> keyway_store::Result<Vec<ClaimedDelivery>> {
@@ -115,6 +127,7 @@ impl WebhookSender {
         self.store
             .claim_webhook_deliveries(
                 &self.owner,
+                finished,
                 now,
                 later(now, lease_for(self.config.timeout)),
                 ClaimLimits {
@@ -150,14 +163,14 @@ impl WebhookSender {
         }
     }
 
-    /// One attempt of one delivery, recorded with its follow-up.
+    /// One attempt of one delivery, and its follow-up (recorded by the dispatcher).
     #[instrument(skip_all, fields(
         webhook_id = %delivery.webhook_id,
         event_id = %delivery.event.event_id,
         message_id = %delivery.message_id,
         attempt = delivery.attempts + 1,
     ))]
-    async fn deliver(&self, delivery: ClaimedDelivery) {
+    async fn deliver(&self, delivery: ClaimedDelivery) -> Finished {
         let attempt = delivery.attempts.saturating_add(1);
         let outcome = match self.send(&delivery).await {
             Ok(status_code) => {
@@ -184,15 +197,7 @@ impl WebhookSender {
                 }
             }
         };
-        let now = self.clock.now();
-        if let Err(error) = self
-            .store
-            .record_webhook_attempt(delivery.delivery_id, &self.owner, &outcome, now)
-            .await
-        {
-            // The lease runs out and the delivery is claimed again: at least once.
-            warn!(%error, "recording a webhook attempt failed");
-        }
+        (delivery.delivery_id, outcome, self.clock.now())
     }
 
     /// POSTs the event; the receiver's 2xx status, or why not.
@@ -273,6 +278,9 @@ impl Failure {
     }
 }
 
+/// A finished attempt: delivery id, outcome, when it ended.
+type Finished = FinishedAttempt;
+
 /// Deliveries in flight from this sender, per webhook.
 #[derive(Default)]
 struct InFlight {
@@ -286,23 +294,25 @@ impl InFlight {
         self.tasks.insert(task, webhook_id);
     }
 
-    fn finish(&mut self, done: Result<(Id, ()), JoinError>) {
-        let task = match &done {
-            Ok((id, ())) => *id,
+    /// Forgets a finished task, and answers its attempt (none if the task panicked: its lease
+    /// runs out and the delivery is claimed again).
+    fn finish(&mut self, done: Result<(Id, Finished), JoinError>) -> Option<Finished> {
+        let (task, finished) = match done {
+            Ok((id, finished)) => (id, Some(finished)),
             Err(error) => {
                 warn!(%error, "a webhook delivery task ended abnormally");
-                error.id()
+                (error.id(), None)
             }
         };
-        let Some(webhook_id) = self.tasks.remove(&task) else {
-            return;
-        };
-        if let Some(busy) = self.per_webhook.get_mut(&webhook_id) {
-            *busy = busy.saturating_sub(1);
-            if *busy == 0 {
-                self.per_webhook.remove(&webhook_id);
+        if let Some(webhook_id) = self.tasks.remove(&task) {
+            if let Some(busy) = self.per_webhook.get_mut(&webhook_id) {
+                *busy = busy.saturating_sub(1);
+                if *busy == 0 {
+                    self.per_webhook.remove(&webhook_id);
+                }
             }
         }
+        finished
     }
 }
 
