@@ -33,6 +33,8 @@ pub fn test_config(dir: &TempDir) -> ServerConfig {
                 warn_after: Duration::from_millis(300),
                 give_up_after: Duration::from_millis(1500),
             },
+            // A lease left by a killed server (see `restart`) runs out soon.
+            lease: Duration::from_secs(2),
             ..EngineConfig::default()
         },
         webhooks: WebhookConfig {
