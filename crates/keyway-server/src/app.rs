@@ -118,7 +118,7 @@ pub async fn start_with_clock(
         sandbox: sandbox.clone(),
     });
     let engine = Engine::new(store.clone(), drivers, clock.clone(), config.engine.clone());
-    let state_clock = clock.clone();
+    let sender_clock = clock.clone();
     let state = AppState {
         store: store.clone(),
         engine: engine.clone(),
@@ -136,7 +136,7 @@ pub async fn start_with_clock(
     });
     let engine_task = tokio::spawn(engine.run());
     // Webhooks: a task of its own beside the engine, delivering the store's outbox.
-    let webhook_sender = WebhookSender::new(store.clone(), state_clock, config.webhooks.clone())?;
+    let webhook_sender = WebhookSender::new(store.clone(), sender_clock, config.webhooks.clone())?;
     let webhook_task = tokio::spawn(webhook_sender.run());
     Ok(RunningServer {
         addr,
