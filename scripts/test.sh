@@ -13,6 +13,8 @@ echo "==> cargo test"
 cargo test --workspace
 echo "==> official SDKs against keyway serve --seed"
 bash tests/sdk/run.sh
+echo "==> webhook deliveries verified by the official @seamapi/webhook"
+bash tests/webhooks/run.sh
 echo "==> keyway-client against Seam's fake"
 bash tests/fake-seam/run.sh
 echo "==> all tests passed"

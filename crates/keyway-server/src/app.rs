@@ -22,6 +22,7 @@ use tower_http::cors::CorsLayer;
 use crate::auth::AuthCache;
 use crate::engine::{Drivers, Engine, EngineConfig};
 use crate::error::ApiError;
+use crate::webhooks::{WebhookConfig, WebhookSender};
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -35,6 +36,7 @@ pub struct ServerConfig {
     /// Backup codes kept on a lock once its backup pool is turned on.
     pub backup_pool_size: u32,
     pub engine: EngineConfig,
+    pub webhooks: WebhookConfig,
 }
 
 #[derive(Clone)]
@@ -125,6 +127,7 @@ pub async fn start_with_clock(
         sandbox: sandbox.clone(),
     });
     let engine = Engine::new(store.clone(), drivers, clock.clone(), config.engine.clone());
+    let sender_clock = clock.clone();
     let state = AppState {
         store: store.clone(),
         engine: engine.clone(),
@@ -143,10 +146,13 @@ pub async fn start_with_clock(
         }
     });
     let engine_task = tokio::spawn(engine.run());
+    // Webhooks: a task of its own beside the engine, delivering the store's outbox.
+    let webhook_sender = WebhookSender::new(store.clone(), sender_clock, config.webhooks.clone())?;
+    let webhook_task = tokio::spawn(webhook_sender.run());
     Ok(RunningServer {
         addr,
         store,
-        tasks: vec![server, engine_task],
+        tasks: vec![server, engine_task, webhook_task],
     })
 }
 

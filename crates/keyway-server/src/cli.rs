@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use keyway_core::delivery::DeliveryPolicy;
 use keyway_core::retry::RetryPolicy;
 use keyway_core::{Clock, SystemClock};
 use keyway_store::{DeviceCodeRules, Durability, NewWorkspace, Store, SEED};
@@ -14,6 +15,7 @@ use rand::Rng;
 
 use crate::app::{open_store, ServerConfig};
 use crate::engine::EngineConfig;
+use crate::webhooks::WebhookConfig;
 
 #[derive(Parser)]
 #[command(
@@ -100,6 +102,39 @@ pub struct ServeArgs {
     /// Seconds between read-backs of each lock (jittered; backs off while a lock is offline).
     #[arg(long, env = "KEYWAY_POLL_INTERVAL_SECS", default_value_t = 60.0)]
     pub poll_interval_secs: f64,
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
+}
+
+/// The webhook sender's flags.
+#[derive(Args)]
+pub struct WebhookArgs {
+    /// Seconds a webhook receiver has to answer one delivery attempt.
+    #[arg(long, env = "KEYWAY_WEBHOOK_TIMEOUT_SECS", default_value_t = 10)]
+    pub webhook_timeout_secs: u64,
+    /// Delay before retrying a failed webhook delivery, in milliseconds (doubles each time).
+    #[arg(long, env = "KEYWAY_WEBHOOK_RETRY_BASE_MS", default_value_t = 1000)]
+    pub webhook_retry_base_ms: u64,
+    /// Longest delay between two attempts of a webhook delivery, in seconds.
+    #[arg(long, env = "KEYWAY_WEBHOOK_RETRY_CAP_SECS", default_value_t = 3600)]
+    pub webhook_retry_cap_secs: u64,
+    /// Attempts of a webhook delivery before it is marked failed.
+    #[arg(long, env = "KEYWAY_WEBHOOK_MAX_ATTEMPTS", default_value_t = 12)]
+    pub webhook_max_attempts: u32,
+}
+
+impl WebhookArgs {
+    pub fn config(&self) -> WebhookConfig {
+        WebhookConfig {
+            timeout: Duration::from_secs(self.webhook_timeout_secs.max(1)),
+            policy: DeliveryPolicy {
+                base: Duration::from_millis(self.webhook_retry_base_ms.max(1)),
+                cap: Duration::from_secs(self.webhook_retry_cap_secs.max(1)),
+                max_attempts: self.webhook_max_attempts.max(1),
+            },
+            ..WebhookConfig::default()
+        }
+    }
 }
 
 impl ServeArgs {
@@ -132,6 +167,7 @@ impl ServeArgs {
                     .max(Duration::from_millis(100)),
                 ..EngineConfig::default()
             },
+            webhooks: self.webhooks.config(),
         }
     }
 }
@@ -170,6 +206,7 @@ pub async fn create_workspace(args: &CreateWorkspaceArgs) -> anyhow::Result<(Str
         sandbox_delay: Duration::from_millis(args.sandbox_delay_ms),
         backup_pool_size: 5,
         engine: EngineConfig::default(),
+        webhooks: WebhookConfig::default(),
     };
     let store: Store = open_store(&config).await?;
     let now = SystemClock.now();

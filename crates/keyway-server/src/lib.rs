@@ -9,6 +9,8 @@ pub mod engine;
 pub mod error;
 pub mod params;
 pub mod routes;
+pub mod webhooks;
 
 pub use app::{start, start_with_clock, RunningServer, ServerConfig};
 pub use engine::EngineConfig;
+pub use webhooks::WebhookConfig;

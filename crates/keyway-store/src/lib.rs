@@ -13,9 +13,11 @@ mod rows;
 mod sandbox;
 mod seed;
 mod stats;
+mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -33,6 +35,9 @@ pub use engine::{
 };
 pub use events::EventFilter;
 pub use seed::{SeedIds, SEED};
+pub use webhooks::{
+    AttemptOutcome, ClaimLimits, ClaimedDelivery, FinishedAttempt, NewWebhook, WebhookChanges,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -71,6 +76,8 @@ pub struct Page<T> {
 pub struct Store {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Raised when the writer queues a webhook delivery (see `webhooks`).
+    outbox: Arc<tokio::sync::Notify>,
 }
 
 impl Store {
@@ -105,8 +112,14 @@ impl Store {
             .synchronous(synchronous)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        let outbox = Arc::new(tokio::sync::Notify::new());
+        let signal = outbox.clone();
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .after_connect(move |conn, _| {
+                let signal = signal.clone();
+                Box::pin(async move { webhooks::signal_queued_deliveries(conn, signal).await })
+            })
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
@@ -114,7 +127,11 @@ impl Store {
             .max_connections(8)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Store { writer, reader })
+        Ok(Store {
+            writer,
+            reader,
+            outbox,
+        })
     }
 
     pub async fn close(&self) {

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
+use keyway_core::delivery::DeliveryPolicy;
 use keyway_core::retry::RetryPolicy;
-use keyway_server::{EngineConfig, RunningServer, ServerConfig};
+use keyway_server::{EngineConfig, RunningServer, ServerConfig, WebhookConfig};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -35,7 +36,19 @@ pub fn test_config(dir: &TempDir) -> ServerConfig {
                 give_up_after: Duration::from_millis(1500),
             },
             poll_interval: Duration::from_millis(200),
+            // A lease left by a killed server (see `restart`) runs out soon.
+            lease: Duration::from_secs(2),
             ..EngineConfig::default()
+        },
+        webhooks: WebhookConfig {
+            timeout: Duration::from_secs(2),
+            policy: DeliveryPolicy {
+                base: Duration::from_millis(25),
+                cap: Duration::from_millis(200),
+                max_attempts: 5,
+            },
+            poll: Duration::from_millis(200),
+            ..WebhookConfig::default()
         },
     }
 }

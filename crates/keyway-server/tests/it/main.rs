@@ -14,3 +14,4 @@ mod model;
 mod multiple;
 mod tenancy;
 mod unmanaged;
+mod webhooks;
