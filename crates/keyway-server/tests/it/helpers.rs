@@ -57,6 +57,50 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// A clock the test moves by hand.
+pub struct ManualClock(std::sync::Mutex<keyway_model::Timestamp>);
+
+impl ManualClock {
+    pub fn new() -> std::sync::Arc<ManualClock> {
+        std::sync::Arc::new(ManualClock(std::sync::Mutex::new(keyway_model::Timestamp(
+            chrono::Utc::now(),
+        ))))
+    }
+
+    pub fn advance(&self, by: Duration) {
+        let mut now = self.0.lock().expect("clock");
+        *now = keyway_model::Timestamp(now.0 + chrono::Duration::from_std(by).expect("duration"));
+    }
+
+    /// `offset` after the clock's now, as an ISO string.
+    pub fn in_(&self, offset: Duration) -> String {
+        let now = *self.0.lock().expect("clock");
+        (now.0 + chrono::Duration::from_std(offset).expect("duration"))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    }
+}
+
+impl keyway_core::Clock for ManualClock {
+    fn now(&self) -> keyway_model::Timestamp {
+        *self.0.lock().expect("clock")
+    }
+}
+
+/// A seeded app whose engine and API run on `clock`.
+pub async fn spawn_app_with_clock(clock: std::sync::Arc<ManualClock>) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = test_config(&dir);
+    let server = keyway_server::start_with_clock(config.clone(), clock)
+        .await
+        .expect("server starts");
+    TestApp {
+        server,
+        _dir: dir,
+        config,
+        client: reqwest::Client::new(),
+    }
+}
+
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut ServerConfig)) -> TestApp {
     // Server logs show up with a failing test's output.
     let _ = tracing_subscriber::fmt()
