@@ -62,14 +62,7 @@ pub enum CodeLookup<'a> {
     Pin { device_id: &'a str, code: &'a str },
 }
 
-impl<'a> CodeLookup<'a> {
-    fn parts(self) -> (Option<&'a str>, Option<&'a str>, Option<&'a str>) {
-        match self {
-            CodeLookup::Id(id) => (Some(id), None, None),
-            CodeLookup::Pin { device_id, code } => (None, Some(device_id), Some(code)),
-        }
-    }
-}
+impl<'a> CodeLookup<'a> {}
 
 #[derive(Default)]
 pub struct AccessCodeFilter<'a> {
@@ -327,22 +320,29 @@ impl Store {
         managed: bool,
         lookup: CodeLookup<'_>,
     ) -> Result<Option<AccessCodeRow>> {
-        let (access_code_id, device_id, code) = lookup.parts();
-        let sql = format!(
-            "SELECT {CODE_COLUMNS} FROM access_codes WHERE workspace_id = ? AND is_managed = ?
-             AND (is_managed = 1 OR deleted = 0)
-             AND (? IS NULL OR access_code_id = ?) AND (? IS NULL OR device_id = ?)
-             AND (? IS NULL OR code = ?) ORDER BY deleted, seq LIMIT 1"
-        );
+        // One plan per lookup, so that SQLite uses the id or (device, seq) index.
+        let (key, sql) = match lookup {
+            CodeLookup::Id(id) => (
+                (id, None),
+                format!(
+                    "SELECT {CODE_COLUMNS} FROM access_codes WHERE access_code_id = ? AND ? IS NULL
+                     AND workspace_id = ? AND is_managed = ? AND (is_managed = 1 OR deleted = 0)"
+                ),
+            ),
+            CodeLookup::Pin { device_id, code } => (
+                (device_id, Some(code)),
+                format!(
+                    "SELECT {CODE_COLUMNS} FROM access_codes WHERE device_id = ? AND code = ?
+                     AND workspace_id = ? AND is_managed = ? AND (is_managed = 1 OR deleted = 0)
+                     ORDER BY deleted, seq LIMIT 1"
+                ),
+            ),
+        };
         Ok(sqlx::query_as(&sql)
+            .bind(key.0)
+            .bind(key.1)
             .bind(workspace_id)
             .bind(managed)
-            .bind(access_code_id)
-            .bind(access_code_id)
-            .bind(device_id)
-            .bind(device_id)
-            .bind(code)
-            .bind(code)
             .fetch_optional(&self.reader)
             .await?)
     }
@@ -414,17 +414,22 @@ impl Store {
         let ids_json = filter
             .access_code_ids
             .map(|ids| serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()));
+        // With a device, the (device_id, seq) index serves the page directly.
+        let by_device = if filter.device_id.is_some() {
+            "device_id = ?"
+        } else {
+            "? IS NULL"
+        };
         let sql = format!(
-            "SELECT {CODE_COLUMNS} FROM access_codes WHERE workspace_id = ? AND is_managed = ?
-             AND (is_managed = 1 OR deleted = 0) AND is_backup = 0 AND (? IS NULL OR device_id = ?)
+            "SELECT {CODE_COLUMNS} FROM access_codes WHERE {by_device} AND workspace_id = ?
+             AND is_managed = ? AND (is_managed = 1 OR deleted = 0) AND is_backup = 0
              AND (? IS NULL OR access_code_id IN (SELECT value FROM json_each(?)))
              AND seq > ? ORDER BY seq LIMIT ?"
         );
         Ok(sqlx::query_as(&sql)
+            .bind(filter.device_id)
             .bind(workspace_id)
             .bind(managed)
-            .bind(filter.device_id)
-            .bind(filter.device_id)
             .bind(&ids_json)
             .bind(&ids_json)
             .bind(filter.after.unwrap_or(0))

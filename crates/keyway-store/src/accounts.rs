@@ -417,14 +417,19 @@ impl Store {
         device_id: Option<&str>,
         name: Option<&str>,
     ) -> Result<Option<DeviceRecord>> {
+        // By id through its unique index; by name otherwise.
+        let (column, value) = match (device_id, name) {
+            (Some(id), _) => ("d.device_id", id),
+            (None, Some(name)) => ("d.name", name),
+            (None, None) => return Ok(None),
+        };
         let sql = format!(
-            "{DEVICE_SELECT} WHERE d.workspace_id = ? AND (? IS NULL OR d.device_id = ?)
+            "{DEVICE_SELECT} WHERE {column} = ? AND d.workspace_id = ?
              AND (? IS NULL OR d.name = ?) ORDER BY d.seq LIMIT 1"
         );
         Ok(sqlx::query_as(&sql)
+            .bind(value)
             .bind(workspace_id)
-            .bind(device_id)
-            .bind(device_id)
             .bind(name)
             .bind(name)
             .fetch_optional(&self.reader)
