@@ -20,4 +20,13 @@ echo "==> cargo test (PostgreSQL at ${POSTGRES_URL})"
 KEYWAY_TEST_DATABASE_URL="$POSTGRES_URL" cargo test --workspace
 echo "==> official SDKs against keyway serve --seed"
 bash tests/sdk/run.sh
+echo "==> webhook deliveries verified by the official @seamapi/webhook"
+bash tests/webhooks/run.sh
+echo "==> keyway-client against Seam's fake"
+bash tests/fake-seam/run.sh
+echo "==> benchmark harness smoke run (tiny sizes; the real run is bench/run.sh)"
+(cd bench/fake && npm ci --no-audit --no-fund --loglevel=error)
+smoke_dir="$(mktemp -d)"
+cargo run -q -p keyway-bench -- run --smoke --keyway-bin target/debug/keyway --out-dir "$smoke_dir"
+rm -rf "$smoke_dir"
 echo "==> all tests passed"

@@ -130,13 +130,17 @@ pub struct AccessCode {
     pub errors: Vec<AccessCodeError>,
     pub warnings: Vec<AccessCodeWarning>,
     pub is_managed: bool,
+    /// Not in every server's answer (Seam's fake omits it); absent reads as `false`.
+    #[serde(default)]
     pub is_backup: bool,
     pub is_backup_access_code_available: bool,
     pub pulled_backup_access_code_id: Option<String>,
     pub is_external_modification_allowed: bool,
     pub is_one_time_use: bool,
     pub is_offline_access_code: bool,
+    #[serde(default)]
     pub is_scheduled_on_device: bool,
+    #[serde(default)]
     pub is_waiting_for_code_assignment: bool,
 }
 
@@ -159,6 +163,8 @@ pub struct UnmanagedAccessCode {
     pub errors: Vec<AccessCodeError>,
     pub warnings: Vec<AccessCodeWarning>,
     pub is_managed: bool,
+    /// Not part of the unmanaged schema; absent reads as `false`.
+    #[serde(default)]
     pub is_backup_access_code_available: bool,
     pub pulled_backup_access_code_id: Option<String>,
 }

@@ -15,7 +15,11 @@ pub struct CodeConstraint {
 }
 
 /// The `properties` of a lock that matter for access codes, plus its state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Every field is optional in Seam's schema (a thermostat has no `locked`, Seam's fake sends no
+/// code rules), so an absent field reads as its default. Keyway always writes them all.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DeviceProperties {
     pub name: String,
     pub online: bool,
@@ -64,23 +68,36 @@ pub struct Device {
     pub created_at: Timestamp,
     pub is_managed: bool,
     pub custom_metadata: serde_json::Map<String, serde_json::Value>,
+    // The `can_*` flags are optional in Seam's schema: absent reads as `false`.
+    #[serde(default)]
     pub can_program_online_access_codes: bool,
+    #[serde(default)]
     pub can_program_offline_access_codes: bool,
+    #[serde(default)]
     pub can_remotely_lock: bool,
+    #[serde(default)]
     pub can_remotely_unlock: bool,
+    #[serde(default)]
     pub can_simulate_connection: bool,
+    #[serde(default)]
     pub can_simulate_disconnection: bool,
+    #[serde(default)]
     pub can_simulate_removal: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConnectedAccount {
     pub connected_account_id: String,
+    /// Optional in Seam's schema (its fake sends `provider` instead); absent reads as `""`.
+    #[serde(default)]
     pub account_type: String,
     pub account_type_display_name: String,
     pub display_name: String,
     pub created_at: Timestamp,
+    // Seam's fake omits both lists.
+    #[serde(default)]
     pub errors: Vec<DeviceError>,
+    #[serde(default)]
     pub warnings: Vec<DeviceWarning>,
     pub custom_metadata: serde_json::Map<String, serde_json::Value>,
     pub automatically_manage_new_devices: bool,

@@ -9,6 +9,7 @@ mod device;
 mod error;
 mod event;
 mod time;
+mod webhook;
 mod workspace;
 
 pub use access_code::{
@@ -22,4 +23,5 @@ pub use device::{
 pub use error::{ErrorBody, ErrorEnvelope};
 pub use event::{Event, EventType};
 pub use time::Timestamp;
+pub use webhook::{Webhook, WebhookDelivery, WebhookDeliveryStatus, ALL_EVENT_TYPES};
 pub use workspace::{Pagination, Workspace};

@@ -13,14 +13,16 @@ use axum::Router;
 use keyway_core::{Clock, SystemClock};
 use keyway_drivers::sandbox::SandboxDriver;
 use keyway_drivers::LockDriver;
-use keyway_store::{DeviceRecord, Store, StoreOptions};
+use keyway_store::{DeviceRecord, Durability, Store, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::CorsLayer;
 
+use crate::auth::AuthCache;
 use crate::engine::{Drivers, Engine, EngineConfig};
 use crate::error::ApiError;
+use crate::webhooks::{WebhookConfig, WebhookSender};
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -29,11 +31,14 @@ pub struct ServerConfig {
     pub database_url: Option<String>,
     /// Pool size and statement timeout.
     pub store: StoreOptions,
+    /// What an acknowledged write survives (SQLite).
+    pub durability: Durability,
     pub seed: bool,
     pub sandbox_delay: Duration,
     /// Backup codes kept on a lock once its backup pool is turned on.
     pub backup_pool_size: u32,
     pub engine: EngineConfig,
+    pub webhooks: WebhookConfig,
 }
 
 #[derive(Clone)]
@@ -44,6 +49,7 @@ pub struct AppState {
     pub sandbox: Arc<SandboxDriver>,
     pub seeded: bool,
     pub backup_pool_size: u32,
+    pub auth_cache: Arc<AuthCache>,
 }
 
 struct ProviderDrivers {
@@ -93,9 +99,13 @@ impl Drop for RunningServer {
 }
 
 pub async fn open_store(config: &ServerConfig) -> anyhow::Result<Store> {
+    let store_options = StoreOptions {
+        durability: config.durability,
+        ..config.store.clone()
+    };
     let store = match &config.database_url {
-        Some(url) => Store::open(url, &config.store).await?,
-        None => Store::open_dir(&config.data_dir, &config.store).await?,
+        Some(url) => Store::open(url, &store_options).await?,
+        None => Store::open_dir(&config.data_dir, &store_options).await?,
     };
     Ok(store)
 }
@@ -125,6 +135,7 @@ pub async fn start_with_clock(
         sandbox: sandbox.clone(),
     });
     let engine = Engine::new(store.clone(), drivers, clock.clone(), config.engine.clone());
+    let sender_clock = clock.clone();
     let state = AppState {
         store: store.clone(),
         engine: engine.clone(),
@@ -132,6 +143,7 @@ pub async fn start_with_clock(
         sandbox,
         seeded: config.seed,
         backup_pool_size: config.backup_pool_size,
+        auth_cache: Arc::new(AuthCache::default()),
     };
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
@@ -142,10 +154,13 @@ pub async fn start_with_clock(
         }
     });
     let engine_task = tokio::spawn(engine.run());
+    // Webhooks: a task of its own beside the engine, delivering the store's outbox.
+    let webhook_sender = WebhookSender::new(store.clone(), sender_clock, config.webhooks.clone())?;
+    let webhook_task = tokio::spawn(webhook_sender.run());
     Ok(RunningServer {
         addr,
         store,
-        tasks: vec![server, engine_task],
+        tasks: vec![server, engine_task, webhook_task],
     })
 }
 

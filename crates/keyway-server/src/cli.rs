@@ -1,18 +1,21 @@
-//! The `keyway` command line: `serve` and `workspaces create`.
+//! The `keyway` command line: `serve` and `workspaces create`; the client commands
+//! (`access-codes`, `devices`, `events`, `completions`) are in `commands`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use keyway_core::delivery::DeliveryPolicy;
 use keyway_core::retry::RetryPolicy;
 use keyway_core::{Clock, SystemClock};
-use keyway_store::{DeviceCodeRules, NewWorkspace, Store, StoreOptions, SEED};
+use keyway_store::{DeviceCodeRules, Durability, NewWorkspace, Store, StoreOptions, SEED};
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 
 use crate::app::{open_store, ServerConfig};
 use crate::engine::EngineConfig;
+use crate::webhooks::WebhookConfig;
 
 #[derive(Parser)]
 #[command(
@@ -21,6 +24,8 @@ use crate::engine::EngineConfig;
     about = "Self-hostable, Seam-compatible access-code server"
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub client: crate::commands::ClientArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -32,6 +37,8 @@ pub enum Command {
     /// Manage workspaces.
     #[command(subcommand)]
     Workspaces(WorkspacesCommand),
+    #[command(flatten)]
+    Client(crate::commands::ClientCommand),
 }
 
 #[derive(Subcommand)]
@@ -55,6 +62,10 @@ pub struct StorageArgs {
     /// write lock); also bounds the wait for a pooled connection (at most 5 s).
     #[arg(long, env = "KEYWAY_STATEMENT_TIMEOUT_MS", default_value_t = 10_000)]
     pub statement_timeout_ms: u64,
+    /// fsync every commit, so acknowledged writes also survive a power loss (slower). Without
+    /// it they survive a crash or `kill -9` of Keyway. SQLite only.
+    #[arg(long, env = "KEYWAY_FSYNC_EVERY_COMMIT")]
+    pub fsync_every_commit: bool,
 }
 
 impl StorageArgs {
@@ -62,6 +73,15 @@ impl StorageArgs {
         StoreOptions {
             max_connections: self.database_max_connections.max(1),
             statement_timeout: Duration::from_millis(self.statement_timeout_ms.max(100)),
+            durability: self.durability(),
+        }
+    }
+
+    pub fn durability(&self) -> Durability {
+        if self.fsync_every_commit {
+            Durability::PowerLoss
+        } else {
+            Durability::ProcessCrash
         }
     }
 }
@@ -88,6 +108,9 @@ pub struct ServeArgs {
     /// Seconds of failed attempts before the engine gives up (`failed_to_*` error).
     #[arg(long, env = "KEYWAY_GIVE_UP_AFTER_SECS", default_value_t = 900)]
     pub give_up_after_secs: u64,
+    /// Locks the engine works on at once.
+    #[arg(long, env = "KEYWAY_ENGINE_CONCURRENCY", default_value_t = 256)]
+    pub engine_concurrency: usize,
     /// Backup codes kept on each lock whose backup pool is on.
     #[arg(long, env = "KEYWAY_BACKUP_POOL_SIZE", default_value_t = 5)]
     pub backup_pool_size: u32,
@@ -98,6 +121,39 @@ pub struct ServeArgs {
     /// died stay untouched before another instance takes over.
     #[arg(long, env = "KEYWAY_LEASE_SECS", default_value_t = 30.0)]
     pub lease_secs: f64,
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
+}
+
+/// The webhook sender's flags.
+#[derive(Args)]
+pub struct WebhookArgs {
+    /// Seconds a webhook receiver has to answer one delivery attempt.
+    #[arg(long, env = "KEYWAY_WEBHOOK_TIMEOUT_SECS", default_value_t = 10)]
+    pub webhook_timeout_secs: u64,
+    /// Delay before retrying a failed webhook delivery, in milliseconds (doubles each time).
+    #[arg(long, env = "KEYWAY_WEBHOOK_RETRY_BASE_MS", default_value_t = 1000)]
+    pub webhook_retry_base_ms: u64,
+    /// Longest delay between two attempts of a webhook delivery, in seconds.
+    #[arg(long, env = "KEYWAY_WEBHOOK_RETRY_CAP_SECS", default_value_t = 3600)]
+    pub webhook_retry_cap_secs: u64,
+    /// Attempts of a webhook delivery before it is marked failed.
+    #[arg(long, env = "KEYWAY_WEBHOOK_MAX_ATTEMPTS", default_value_t = 12)]
+    pub webhook_max_attempts: u32,
+}
+
+impl WebhookArgs {
+    pub fn config(&self) -> WebhookConfig {
+        WebhookConfig {
+            timeout: Duration::from_secs(self.webhook_timeout_secs.max(1)),
+            policy: DeliveryPolicy {
+                base: Duration::from_millis(self.webhook_retry_base_ms.max(1)),
+                cap: Duration::from_secs(self.webhook_retry_cap_secs.max(1)),
+                max_attempts: self.webhook_max_attempts.max(1),
+            },
+            ..WebhookConfig::default()
+        }
+    }
 }
 
 impl ServeArgs {
@@ -114,6 +170,7 @@ impl ServeArgs {
             data_dir: self.storage.data_dir.clone(),
             database_url: self.storage.database_url.clone(),
             store: self.storage.options(),
+            durability: self.storage.durability(),
             seed: self.seed,
             sandbox_delay: Duration::from_millis(self.sandbox_delay_ms),
             backup_pool_size: self.backup_pool_size.clamp(1, 50),
@@ -124,6 +181,7 @@ impl ServeArgs {
                     warn_after: Duration::from_secs(self.warn_after_secs),
                     give_up_after: Duration::from_secs(self.give_up_after_secs),
                 },
+                concurrency: self.engine_concurrency.clamp(1, 100_000),
                 poll_interval: Duration::try_from_secs_f64(self.poll_interval_secs)
                     .unwrap_or(Duration::from_secs(60))
                     .max(Duration::from_millis(100)),
@@ -132,6 +190,7 @@ impl ServeArgs {
                     .max(Duration::from_millis(500)),
                 ..EngineConfig::default()
             },
+            webhooks: self.webhooks.config(),
         }
     }
 }
@@ -166,10 +225,12 @@ pub async fn create_workspace(args: &CreateWorkspaceArgs) -> anyhow::Result<(Str
         data_dir: args.storage.data_dir.clone(),
         database_url: args.storage.database_url.clone(),
         store: args.storage.options(),
+        durability: args.storage.durability(),
         seed: false,
         sandbox_delay: Duration::from_millis(args.sandbox_delay_ms),
         backup_pool_size: 5,
         engine: EngineConfig::default(),
+        webhooks: WebhookConfig::default(),
     };
     let store: Store = open_store(&config).await?;
     let now = SystemClock.now();

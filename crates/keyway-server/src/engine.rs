@@ -18,7 +18,8 @@ use keyway_core::Clock;
 use keyway_drivers::{DriverError, LockCode, LockDriver, Refusal};
 use keyway_model::{EventType, Timestamp};
 use keyway_store::{
-    CodeOutcome, DeviceJob, DeviceRecord, EngineCode, ExternalChange, LockObservation, Store,
+    CodeOutcome, DeviceJob, DeviceRecord, EngineCode, ExternalChange, LockObservation,
+    OutcomeRecord as Record, Store,
 };
 use rand::Rng;
 use tokio::sync::{broadcast, Notify, Semaphore};
@@ -254,13 +255,14 @@ impl Engine {
         let mut lock = match read {
             Ok(lock) => lock,
             Err(error) => {
+                let mut records = Vec::with_capacity(work.len());
                 for (id, attempts) in work {
                     if let Some(code) = self.store.engine_code(&id).await? {
                         let removal = code_target(&code, now) != Target::OnLock;
-                        self.retry_later(device, &code, attempts, removal, &error)
-                            .await?;
+                        records.push(self.retry_later(&code, attempts, removal, &error));
                     }
                 }
+                self.store.record_outcomes(device, records, now).await?;
                 let backoff = self
                     .config
                     .poll_interval
@@ -323,10 +325,14 @@ impl Engine {
         }
         // Removals first, so that a PIN leaving the lock frees its place for the next one.
         codes.sort_by_key(|(code, _)| code_target(code, now) == Target::OnLock);
-        let mut reserved = self.store.reserved_slots(&device.device_id).await?;
+        let reserved = self.store.reserved_slots(&device.device_id).await?;
+        let (plans, before_ops, mut after_ops) = plan(device, &codes, &lock, reserved, now);
+        // What is about to happen on the lock is durable before it happens: a slot chosen
+        // for a code is known even if Keyway dies during the driver call.
+        self.store.record_outcomes(device, before_ops, now).await?;
         let mut renewed_at = std::time::Instant::now();
-        let before = lock.clone();
-        for (code, attempts) in codes {
+        let mut changed = false;
+        for plan in plans {
             if renewed_at.elapsed() > self.config.lease / 3 {
                 let now = self.clock.now();
                 let until = lease_end(now, self.config.lease);
@@ -336,15 +342,20 @@ impl Engine {
                     .await?
                 {
                     warn!("lost the device lease; leaving the rest to its new holder");
-                    return Ok((now, 0));
+                    break;
                 }
                 renewed_at = std::time::Instant::now();
             }
-            self.step(device, driver, &code, attempts, &mut lock, &mut reserved)
-                .await?;
+            let (record, done) = self.execute(device, driver, plan).await;
+            changed |= done;
+            after_ops.push(record);
         }
+        self.store
+            .record_outcomes(device, after_ops, self.clock.now())
+            .await?;
+        lock.clear();
         // After changing the lock, read it back at once; otherwise at the next poll.
-        let next_read = if lock != before {
+        let next_read = if changed {
             self.clock.now()
         } else {
             at_offset(self.clock.now(), jittered(self.config.poll_interval))
@@ -352,73 +363,24 @@ impl Engine {
         Ok((next_read, 0))
     }
 
-    /// Takes one code one step further on its lock.
-    #[instrument(skip_all, fields(access_code_id = %code.access_code_id))]
-    async fn step(
+    /// Carries out one driver operation; answers what to record and whether the lock changed.
+    #[instrument(skip_all, fields(access_code_id = %plan.code.access_code_id))]
+    async fn execute(
         &self,
         device: &DeviceRecord,
         driver: &dyn LockDriver,
-        code: &EngineCode,
-        attempts: i64,
-        lock: &mut Vec<LockCode>,
-        reserved: &mut Vec<u32>,
-    ) -> keyway_store::Result<()> {
-        let now = self.clock.now();
-        let intent = intent_of(code);
-        let target = intent.target(now);
-        let view: Vec<SlotView<'_>> = lock
-            .iter()
-            .map(|c| SlotView {
-                slot: c.slot,
-                pin: &c.code,
-            })
-            .collect();
-        let known = code.slot.map(|slot| Known {
-            slot,
-            confirmed: code.confirmed_code.as_deref(),
-        });
-        let step = next_step(target, &code.code, known, &view);
-        let next_edge = intent.next_change(now).map(|at| (at, 0));
-        let id = code.access_code_id.as_str();
-        match step {
-            Step::Confirmed { slot } => {
-                let outcome = (code.status != "set"
-                    || code.confirmed_code.as_deref() != Some(&code.code))
-                .then_some(CodeOutcome::Set { slot });
-                self.store
-                    .record_outcome(device, id, outcome, next_edge, now)
-                    .await?;
-            }
-            Step::Put { slot } => {
-                let max = device
-                    .code_rules()
-                    .map(|r| r.max_active_codes_supported)
-                    .unwrap_or(0);
-                let slot = slot.or_else(|| {
-                    (1..=max).find(|n| lock.iter().all(|c| c.slot != *n) && !reserved.contains(n))
-                });
-                let Some(slot) = slot else {
-                    let outcome = CodeOutcome::Failed {
-                        error_code: "no_space_for_access_code_on_device",
-                        message: "The lock has no free slot for another code.".into(),
-                        event: EventType::AccessCodeFailedToSetOnDevice,
-                        removal: false,
-                    };
-                    return self
-                        .store
-                        .record_outcome(device, id, Some(outcome), None, now)
-                        .await;
-                };
-                reserved.push(slot);
-                self.store
-                    .record_outcome(
-                        device,
-                        id,
-                        Some(CodeOutcome::Programming { slot }),
-                        None,
-                        now,
-                    )
-                    .await?;
+        plan: Plan,
+    ) -> (Record, bool) {
+        let Plan {
+            code,
+            attempts,
+            op,
+            next_edge,
+            absence,
+        } = plan;
+        let id = code.access_code_id.clone();
+        match op {
+            Op::Put { slot } => {
                 let result = driver
                     .put_code(
                         &device.device_id,
@@ -427,24 +389,22 @@ impl Engine {
                         code.name.as_deref(),
                     )
                     .await;
-                let now = self.clock.now();
                 match result {
                     Ok(confirmed) => {
                         info!(slot = confirmed.slot, "access code set on device");
-                        lock.retain(|c| c.slot != confirmed.slot);
-                        let slot = confirmed.slot;
-                        lock.push(confirmed);
-                        self.store
-                            .record_outcome(
-                                device,
+                        (
+                            Record::new(
                                 id,
-                                Some(CodeOutcome::Set { slot }),
+                                CodeOutcome::Set {
+                                    slot: confirmed.slot,
+                                },
                                 next_edge,
-                                now,
-                            )
-                            .await?;
+                            ),
+                            true,
+                        )
                     }
                     Err(DriverError::Refused(refusal)) => {
+                        warn!(%refusal, "lock refused access code");
                         let (error_code, message) = match &refusal {
                             Refusal::Duplicate { .. } => (
                                 "duplicate_code_on_device",
@@ -458,108 +418,41 @@ impl Engine {
                                 ("failed_to_set_on_device", reason.clone())
                             }
                         };
-                        warn!(%refusal, "lock refused access code");
                         let outcome = CodeOutcome::Failed {
                             error_code,
                             message,
                             event: EventType::AccessCodeFailedToSetOnDevice,
                             removal: false,
                         };
-                        self.store
-                            .record_outcome(device, id, Some(outcome), None, now)
-                            .await?;
+                        (Record::new(id, outcome, None), false)
                     }
-                    Err(error) => {
-                        self.retry_later(device, code, attempts, false, &error)
-                            .await?
-                    }
+                    Err(error) => (self.retry_later(&code, attempts, false, &error), false),
                 }
             }
-            Step::Remove { slot } => {
-                if code.status != "removing" {
-                    self.store
-                        .record_outcome(device, id, Some(CodeOutcome::Removing), None, now)
-                        .await?;
+            Op::Remove { slot } => match driver.remove_code(&device.device_id, slot).await {
+                Ok(()) => {
+                    info!(slot, "access code removed from device");
+                    (finish_absence(&code, absence, true, self.clock.now()), true)
                 }
-                match driver.remove_code(&device.device_id, slot).await {
-                    Ok(()) => {
-                        info!(slot, "access code removed from device");
-                        lock.retain(|c| c.slot != slot);
-                        reserved.retain(|s| *s != slot);
-                        let absence = match target {
-                            Target::OffLock(absence) => absence,
-                            Target::OnLock => Absence::Deleted,
-                        };
-                        self.finish_absence(device, code, absence, true).await?;
-                    }
-                    Err(error) => {
-                        self.retry_later(device, code, attempts, true, &error)
-                            .await?
-                    }
-                }
-            }
-            Step::Absent => {
-                let absence = match target {
-                    Target::OffLock(absence) => absence,
-                    Target::OnLock => Absence::Deleted,
-                };
-                if let Some(slot) = code.slot {
-                    reserved.retain(|s| *s != slot);
-                }
-                self.finish_absence(device, code, absence, false).await?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn finish_absence(
-        &self,
-        device: &DeviceRecord,
-        code: &EngineCode,
-        absence: Absence,
-        was_on_lock: bool,
-    ) -> keyway_store::Result<()> {
-        let now = self.clock.now();
-        let id = code.access_code_id.as_str();
-        match absence {
-            Absence::Deleted | Absence::Ended => {
-                info!(?absence, "access code gone");
-                self.store
-                    .record_outcome(
-                        device,
-                        id,
-                        Some(CodeOutcome::Gone { was_on_lock }),
-                        None,
-                        now,
-                    )
-                    .await
-            }
-            Absence::NotStarted => {
-                let next = intent_of(code).next_change(now).map(|at| (at, 0));
-                let outcome =
-                    (code.status != "unset" || code.slot.is_some()).then_some(CodeOutcome::Unset);
-                self.store
-                    .record_outcome(device, id, outcome, next, now)
-                    .await
-            }
+                Err(error) => (self.retry_later(&code, attempts, true, &error), false),
+            },
         }
     }
 
     /// A lock that could not be reached: try again later, warn when it drags on, give up at
     /// the deadline.
-    async fn retry_later(
+    fn retry_later(
         &self,
-        device: &DeviceRecord,
         code: &EngineCode,
         attempts: i64,
         removal: bool,
         error: &DriverError,
-    ) -> keyway_store::Result<()> {
+    ) -> Record {
         let now = self.clock.now();
         let since = code.pending_since.unwrap_or(now);
         let pending_for = Duration::from_millis((now.millis() - since.millis()).max(0) as u64);
         let attempts = attempts.saturating_add(1);
-        let id = code.access_code_id.as_str();
+        let id = code.access_code_id.clone();
         let (warning_code, delay_event, failed_code, failed_event) = if removal {
             (
                 "delay_in_removing_from_device",
@@ -589,11 +482,11 @@ impl Engine {
                             event: delay_event,
                         }
                     });
-                let at =
-                    Timestamp::from_millis(now.millis() + delay.as_millis() as i64).unwrap_or(now);
-                self.store
-                    .record_outcome(device, id, outcome, Some((at, attempts)), now)
-                    .await
+                Record {
+                    access_code_id: id,
+                    outcome,
+                    follow_up: Some((at_offset(now, delay), attempts)),
+                }
             }
             Verdict::GiveUp => {
                 warn!(%error, attempts, "giving up on the lock");
@@ -603,9 +496,140 @@ impl Engine {
                     event: failed_event,
                     removal,
                 };
-                self.store
-                    .record_outcome(device, id, Some(outcome), None, now)
-                    .await
+                Record::new(id, outcome, None)
+            }
+        }
+    }
+}
+
+/// A driver operation to carry out for one code.
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Put { slot: u32 },
+    Remove { slot: u32 },
+}
+
+struct Plan {
+    code: EngineCode,
+    attempts: i64,
+    op: Op,
+    /// When the code's window changes next (the follow-up once it is set).
+    next_edge: Option<(Timestamp, i64)>,
+    /// Why it leaves the lock (for removals).
+    absence: Absence,
+}
+
+/// Decides, against the lock as read, the next step of every code of a batch: driver
+/// operations to carry out (with what to record before them), and outcomes known at once.
+fn plan(
+    device: &DeviceRecord,
+    codes: &[(EngineCode, i64)],
+    lock: &[LockCode],
+    mut reserved: Vec<u32>,
+    now: Timestamp,
+) -> (Vec<Plan>, Vec<Record>, Vec<Record>) {
+    let max = device
+        .code_rules()
+        .map(|r| r.max_active_codes_supported)
+        .unwrap_or(0);
+    let mut view: Vec<(u32, String)> = lock.iter().map(|c| (c.slot, c.code.clone())).collect();
+    let (mut plans, mut before, mut settled) = (Vec::new(), Vec::new(), Vec::new());
+    for (code, attempts) in codes {
+        let intent = intent_of(code);
+        let target = intent.target(now);
+        let slots: Vec<SlotView<'_>> = view
+            .iter()
+            .map(|(slot, pin)| SlotView { slot: *slot, pin })
+            .collect();
+        let known = code.slot.map(|slot| Known {
+            slot,
+            confirmed: code.confirmed_code.as_deref(),
+        });
+        let step = next_step(target, &code.code, known, &slots);
+        let next_edge = intent.next_change(now).map(|at| (at, 0));
+        let absence = match target {
+            Target::OffLock(absence) => absence,
+            Target::OnLock => Absence::Deleted,
+        };
+        let id = code.access_code_id.clone();
+        match step {
+            Step::Confirmed { slot } => {
+                let changed =
+                    code.status != "set" || code.confirmed_code.as_deref() != Some(&code.code);
+                settled.push(Record {
+                    access_code_id: id,
+                    outcome: changed.then_some(CodeOutcome::Set { slot }),
+                    follow_up: next_edge,
+                });
+            }
+            Step::Put { slot } => {
+                let free = |n: &u32| view.iter().all(|(s, _)| s != n) && !reserved.contains(n);
+                let Some(slot) = slot.or_else(|| (1..=max).find(free)) else {
+                    let outcome = CodeOutcome::Failed {
+                        error_code: "no_space_for_access_code_on_device",
+                        message: "The lock has no free slot for another code.".into(),
+                        event: EventType::AccessCodeFailedToSetOnDevice,
+                        removal: false,
+                    };
+                    settled.push(Record::new(id, outcome, None));
+                    continue;
+                };
+                reserved.push(slot);
+                view.retain(|(s, _)| *s != slot);
+                view.push((slot, code.code.clone()));
+                before.push(Record::new(id, CodeOutcome::Programming { slot }, None));
+                plans.push(Plan {
+                    code: code.clone(),
+                    attempts: *attempts,
+                    op: Op::Put { slot },
+                    next_edge,
+                    absence,
+                });
+            }
+            Step::Remove { slot } => {
+                if code.status != "removing" {
+                    before.push(Record::new(id, CodeOutcome::Removing, None));
+                }
+                view.retain(|(s, _)| *s != slot);
+                reserved.retain(|s| *s != slot);
+                plans.push(Plan {
+                    code: code.clone(),
+                    attempts: *attempts,
+                    op: Op::Remove { slot },
+                    next_edge,
+                    absence,
+                });
+            }
+            Step::Absent => {
+                if let Some(slot) = code.slot {
+                    reserved.retain(|s| *s != slot);
+                }
+                settled.push(finish_absence(code, absence, false, now));
+            }
+        }
+    }
+    (plans, before, settled)
+}
+
+/// The record of a code that is off its lock, as wanted.
+fn finish_absence(
+    code: &EngineCode,
+    absence: Absence,
+    was_on_lock: bool,
+    now: Timestamp,
+) -> Record {
+    let id = code.access_code_id.clone();
+    match absence {
+        Absence::Deleted | Absence::Ended => {
+            Record::new(id, CodeOutcome::Gone { was_on_lock }, None)
+        }
+        Absence::NotStarted => {
+            let next = intent_of(code).next_change(now).map(|at| (at, 0));
+            let changed = code.status != "unset" || code.slot.is_some();
+            Record {
+                access_code_id: id,
+                outcome: changed.then_some(CodeOutcome::Unset),
+                follow_up: next,
             }
         }
     }

@@ -1,13 +1,14 @@
 //! `keyway`: the server and its command line.
 
 use std::io::Write;
+use std::process::ExitCode;
 
 use clap::Parser;
 use keyway_server::cli::{banner, create_workspace, Cli, Command, WorkspacesCommand};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -35,6 +36,9 @@ async fn main() -> anyhow::Result<()> {
             println!("workspace_id: {workspace_id}");
             println!("api_key: {api_key}");
         }
+        Command::Client(command) => {
+            return Ok(keyway_server::commands::run(cli.client, command).await);
+        }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

@@ -49,6 +49,29 @@ pub struct LockObservation {
     pub name: Option<String>,
 }
 
+/// What the engine records for one code after a step: its outcome, if anything changed, and
+/// when to look at it next (with the failed attempts so far).
+#[derive(Debug, Clone)]
+pub struct OutcomeRecord {
+    pub access_code_id: String,
+    pub outcome: Option<CodeOutcome>,
+    pub follow_up: Option<(Timestamp, i64)>,
+}
+
+impl OutcomeRecord {
+    pub fn new(
+        access_code_id: String,
+        outcome: CodeOutcome,
+        follow_up: Option<(Timestamp, i64)>,
+    ) -> Self {
+        OutcomeRecord {
+            access_code_id,
+            outcome: Some(outcome),
+            follow_up,
+        }
+    }
+}
+
 /// The result of one engine step for one code.
 #[derive(Debug, Clone)]
 pub enum CodeOutcome {
@@ -197,13 +220,12 @@ pub trait EngineStore: Send + Sync {
 
     async fn engine_code(&self, access_code_id: &str) -> Result<Option<EngineCode>>;
 
-    /// Records one step's outcome for a code, and optionally schedules its next look.
-    async fn record_outcome(
+    /// Records the outcomes of an engine batch for one device, in one transaction: each
+    /// code's new state and events, and when to look at it next.
+    async fn record_outcomes(
         &self,
         device: &DeviceRecord,
-        access_code_id: &str,
-        outcome: Option<CodeOutcome>,
-        follow_up: Option<(Timestamp, i64)>,
+        records: Vec<OutcomeRecord>,
         now: Timestamp,
     ) -> Result<()>;
 

@@ -26,6 +26,8 @@ mod rows;
 mod sandbox;
 mod seed;
 pub mod sqlite;
+mod stats;
+mod webhooks;
 
 use std::ops::Deref;
 use std::path::Path;
@@ -41,11 +43,17 @@ pub use access_codes::{
 };
 pub use accounts::{AccountStore, DeviceCodeRules, DeviceRecord, NewWorkspace};
 pub use engine::{
-    CodeOutcome, ConfirmedCode, DeviceJob, EngineCode, EngineStore, ExternalChange, LockObservation,
+    CodeOutcome, ConfirmedCode, DeviceJob, EngineCode, EngineStore, ExternalChange,
+    LockObservation, OutcomeRecord,
 };
 pub use events::{EventFilter, EventStore};
 pub use sandbox::SandboxStore;
 pub use seed::{SeedIds, SEED};
+pub use stats::StatsStore;
+pub use webhooks::{
+    AttemptOutcome, ClaimLimits, ClaimedDelivery, FinishedAttempt, NewWebhook, WebhookChanges,
+    WebhookStore,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -102,6 +110,16 @@ pub struct Page<T> {
     pub next_cursor: Option<i64>,
 }
 
+/// What a committed write survives (SQLite; PostgreSQL commits are always durable and ignore it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// A crash or `kill -9` of Keyway (WAL, `synchronous=NORMAL`): the default.
+    #[default]
+    ProcessCrash,
+    /// Also a power loss or OS crash (WAL, `synchronous=FULL`: an fsync per commit).
+    PowerLoss,
+}
+
 /// How the store uses its database.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -110,6 +128,8 @@ pub struct StoreOptions {
     /// Longest a statement may run (Postgres `statement_timeout`; SQLite: longest wait for the
     /// write lock). Also bounds the wait for a free pooled connection.
     pub statement_timeout: Duration,
+    /// What an acknowledged write survives (SQLite only).
+    pub durability: Durability,
 }
 
 impl Default for StoreOptions {
@@ -117,6 +137,7 @@ impl Default for StoreOptions {
         StoreOptions {
             max_connections: 10,
             statement_timeout: Duration::from_secs(10),
+            durability: Durability::default(),
         }
     }
 }
@@ -133,7 +154,14 @@ impl StoreOptions {
 /// Everything a backend provides: the whole store interface, plus its life cycle.
 #[async_trait]
 pub trait Backend:
-    AccountStore + AccessCodeStore + EngineStore + EventStore + SandboxStore + SandboxMemory
+    AccountStore
+    + AccessCodeStore
+    + EngineStore
+    + EventStore
+    + SandboxStore
+    + SandboxMemory
+    + StatsStore
+    + WebhookStore
 {
     /// Whether this process is the database's only user (SQLite). Then leases found in it at
     /// start are stale and may be freed; with a shared database they belong to live instances.
@@ -165,6 +193,25 @@ impl Store {
         })?;
         let url = format!("sqlite://{}", data_dir.join("keyway.sqlite").display());
         Store::open(&url, options).await
+    }
+
+    /// Opens (creating if needed) `keyway.sqlite` in `data_dir` with the default options and
+    /// `durability`, and migrates it.
+    pub async fn open_dir_with(data_dir: &Path, durability: Durability) -> Result<Store> {
+        let options = StoreOptions {
+            durability,
+            ..StoreOptions::default()
+        };
+        Store::open_dir(data_dir, &options).await
+    }
+
+    /// Opens a URL with the default options and `durability` (which only SQLite uses).
+    pub async fn open_with(url: &str, durability: Durability) -> Result<Store> {
+        let options = StoreOptions {
+            durability,
+            ..StoreOptions::default()
+        };
+        Store::open(url, &options).await
     }
 
     /// Opens a `sqlite://…` or `postgres://…` URL and migrates the database.

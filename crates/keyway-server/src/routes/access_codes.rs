@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use keyway_core::lifecycle::{Intent, Target};
@@ -248,6 +249,21 @@ async fn create(
     })))
 }
 
+/// A page of codes, serialized straight from the model types.
+#[derive(serde::Serialize)]
+struct CodePage<'a, T> {
+    access_codes: &'a [T],
+    pagination: keyway_model::Pagination,
+    ok: bool,
+}
+
+/// One code.
+#[derive(serde::Serialize)]
+struct OneCode<'a, T> {
+    access_code: &'a T,
+    ok: bool,
+}
+
 fn duplicate_error(error: keyway_store::StoreError) -> ApiError {
     match error {
         keyway_store::StoreError::Conflict(_) => ApiError::Conflict {
@@ -317,7 +333,7 @@ async fn get(
     State(state): State<AppState>,
     Auth(workspace): Auth,
     Params(params): Params<GetParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let lookup = params.lookup()?;
     let code = state
         .store
@@ -325,7 +341,11 @@ async fn get(
         .await?
         .filter(|c| params.device_id.as_ref().is_none_or(|d| *d == c.device_id))
         .ok_or_else(ApiError::access_code_not_found)?;
-    Ok(Json(json!({ "access_code": code, "ok": true })))
+    Ok(Json(OneCode {
+        access_code: &code,
+        ok: true,
+    })
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -345,7 +365,7 @@ async fn list(
     Auth(workspace): Auth,
     url: RequestUrl,
     Params(params): Params<ListParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     if params.device_id.is_none() && params.access_code_ids.is_none() {
         return Err(ApiError::invalid_input(
             "Either 'device_id' or 'access_code_ids' is required",
@@ -367,11 +387,12 @@ async fn list(
             },
         )
         .await?;
-    Ok(Json(json!({
-        "access_codes": codes.items,
-        "pagination": url.pagination(codes.next_cursor),
-        "ok": true,
-    })))
+    Ok(Json(CodePage {
+        access_codes: &codes.items,
+        pagination: url.pagination(codes.next_cursor),
+        ok: true,
+    })
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -676,7 +697,7 @@ async fn list_unmanaged(
     Auth(workspace): Auth,
     url: RequestUrl,
     Params(params): Params<ListUnmanagedParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let device = device_of(&state, &workspace.workspace_id, &params.device_id).await?;
     let page = PageRequest::new(params.page_cursor.as_deref(), params.limit, 300_000)?;
     let codes = state
@@ -691,18 +712,19 @@ async fn list_unmanaged(
             },
         )
         .await?;
-    Ok(Json(json!({
-        "access_codes": codes.items,
-        "pagination": url.pagination(codes.next_cursor),
-        "ok": true,
-    })))
+    Ok(Json(CodePage {
+        access_codes: &codes.items,
+        pagination: url.pagination(codes.next_cursor),
+        ok: true,
+    })
+    .into_response())
 }
 
 async fn get_unmanaged(
     State(state): State<AppState>,
     Auth(workspace): Auth,
     Params(params): Params<GetParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let lookup = params.lookup()?;
     let code = state
         .store
@@ -710,7 +732,11 @@ async fn get_unmanaged(
         .await?
         .filter(|c| params.device_id.as_ref().is_none_or(|d| *d == c.device_id))
         .ok_or_else(ApiError::access_code_not_found)?;
-    Ok(Json(json!({ "access_code": code, "ok": true })))
+    Ok(Json(OneCode {
+        access_code: &code,
+        ok: true,
+    })
+    .into_response())
 }
 
 #[derive(Deserialize)]

@@ -7,6 +7,7 @@ mod connected_accounts;
 mod devices;
 mod events;
 mod health;
+mod webhooks;
 mod workspaces;
 
 use axum::extract::FromRequestParts;
@@ -30,6 +31,7 @@ pub fn router() -> Router<AppState> {
         .merge(events::router())
         .merge(health::router())
         .merge(workspaces::router())
+        .merge(webhooks::router())
 }
 
 /// Read routes: GET with a query string or POST with a body.

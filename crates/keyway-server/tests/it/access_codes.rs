@@ -314,3 +314,60 @@ async fn list_pages_through_every_code_once() {
         .await;
     assert_eq!(by_ids["access_codes"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn windows_follow_the_injected_clock_not_the_wall_clock() {
+    let clock = ManualClock::new();
+    let app = spawn_app_with_clock(clock.clone()).await;
+    let hour = std::time::Duration::from_secs(3600);
+    let code = app
+        .create_code(json!({
+            "device_id": DEVICE1,
+            "code": "7531",
+            "starts_at": clock.in_(hour),
+            "ends_at": clock.in_(hour * 3),
+        }))
+        .await;
+    let id = code["access_code_id"].as_str().unwrap();
+    assert_eq!(code["status"], "unset");
+    // An hour later (on the clock, a moment later on the wall), the window is open.
+    clock.advance(hour + std::time::Duration::from_secs(1));
+    app.wait_for_status(id, "set").await;
+    assert_eq!(app.lock_pins(DEVICE1).await, vec!["7531"]);
+    // Two more hours: it has ended and left the lock.
+    clock.advance(hour * 2);
+    app.wait_until_gone(id).await;
+    assert!(app.lock_pins(DEVICE1).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_full_lock_reports_no_space_for_the_code() {
+    use keyway_drivers::sandbox::SandboxMemory;
+    let app = spawn_app().await;
+    // The schlage lock has 100 slots; fill them at the keypad.
+    for slot in 1..=100u32 {
+        let pin = format!("{}", 50_000 + slot);
+        app.server
+            .store
+            .write_slot("schlage_device_id", slot, Some((&pin, None)))
+            .await
+            .unwrap();
+    }
+    let code = app
+        .create_code(json!({ "device_id": "schlage_device_id", "code": "77777" }))
+        .await;
+    let id = code["access_code_id"].as_str().unwrap();
+    for _ in 0..200 {
+        let (_, body) = app.get_code(id).await;
+        if body["access_code"]["errors"][0]["error_code"] == "no_space_for_access_code_on_device" {
+            assert_ne!(body["access_code"]["status"], "set");
+            assert!(app
+                .event_types(id)
+                .await
+                .contains(&"access_code.failed_to_set_on_device".to_owned()));
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("no_space_for_access_code_on_device never reported");
+}

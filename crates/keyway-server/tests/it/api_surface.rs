@@ -202,6 +202,7 @@ async fn a_created_workspace_key_works_and_is_stored_only_as_a_hash() {
             database_url: database.url.clone(),
             database_max_connections: 2,
             statement_timeout_ms: 5000,
+            fsync_every_commit: true,
         },
     };
     let (workspace_id, api_key) = keyway_server::cli::create_workspace(&args).await.unwrap();

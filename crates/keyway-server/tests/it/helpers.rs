@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
+use keyway_core::delivery::DeliveryPolicy;
 use keyway_core::retry::RetryPolicy;
-use keyway_server::{EngineConfig, RunningServer, ServerConfig};
+use keyway_server::{EngineConfig, RunningServer, ServerConfig, WebhookConfig};
 use keyway_store::StoreOptions;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -81,10 +82,6 @@ impl TestDatabase {
             name,
         }
     }
-
-    pub fn is_postgres(&self) -> bool {
-        self.url.is_some()
-    }
 }
 
 impl Drop for TestDatabase {
@@ -122,6 +119,7 @@ pub fn test_config(database: &TestDatabase) -> ServerConfig {
         data_dir: database.dir.path().to_path_buf(),
         database_url: database.url.clone(),
         store: StoreOptions::default(),
+        durability: keyway_store::Durability::default(),
         seed: true,
         sandbox_delay: Duration::ZERO,
         backup_pool_size: 2,
@@ -133,20 +131,69 @@ pub fn test_config(database: &TestDatabase) -> ServerConfig {
                 give_up_after: Duration::from_millis(1500),
             },
             poll_interval: Duration::from_millis(200),
-            // A restart leaves the killed engine's leases behind; on a shared database (where
-            // they are not released at start) they must expire before the work resumes.
-            lease: if database.is_postgres() {
-                Duration::from_secs(2)
-            } else {
-                EngineConfig::default().lease
-            },
+            // A lease left by a killed server (see `restart`) runs out soon.
+            lease: Duration::from_secs(2),
             ..EngineConfig::default()
+        },
+        webhooks: WebhookConfig {
+            timeout: Duration::from_secs(2),
+            policy: DeliveryPolicy {
+                base: Duration::from_millis(25),
+                cap: Duration::from_millis(200),
+                max_attempts: 5,
+            },
+            poll: Duration::from_millis(200),
+            ..WebhookConfig::default()
         },
     }
 }
 
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
+}
+
+/// A clock the test moves by hand.
+pub struct ManualClock(std::sync::Mutex<keyway_model::Timestamp>);
+
+impl ManualClock {
+    pub fn new() -> std::sync::Arc<ManualClock> {
+        std::sync::Arc::new(ManualClock(std::sync::Mutex::new(keyway_model::Timestamp(
+            chrono::Utc::now(),
+        ))))
+    }
+
+    pub fn advance(&self, by: Duration) {
+        let mut now = self.0.lock().expect("clock");
+        *now = keyway_model::Timestamp(now.0 + chrono::Duration::from_std(by).expect("duration"));
+    }
+
+    /// `offset` after the clock's now, as an ISO string.
+    pub fn in_(&self, offset: Duration) -> String {
+        let now = *self.0.lock().expect("clock");
+        (now.0 + chrono::Duration::from_std(offset).expect("duration"))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    }
+}
+
+impl keyway_core::Clock for ManualClock {
+    fn now(&self) -> keyway_model::Timestamp {
+        *self.0.lock().expect("clock")
+    }
+}
+
+/// A seeded app whose engine and API run on `clock`.
+pub async fn spawn_app_with_clock(clock: std::sync::Arc<ManualClock>) -> TestApp {
+    let database = TestDatabase::new().await;
+    let config = test_config(&database);
+    let server = keyway_server::start_with_clock(config.clone(), clock)
+        .await
+        .expect("server starts");
+    TestApp {
+        server,
+        _database: database,
+        config,
+        client: reqwest::Client::new(),
+    }
 }
 
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut ServerConfig)) -> TestApp {

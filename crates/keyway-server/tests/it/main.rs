@@ -4,6 +4,8 @@
 mod access_codes;
 mod api_surface;
 mod backup;
+mod cli;
+mod client;
 mod database_loss;
 mod engine;
 mod faults;
@@ -14,3 +16,4 @@ mod model;
 mod multiple;
 mod tenancy;
 mod unmanaged;
+mod webhooks;

@@ -722,12 +722,13 @@ pub(crate) async fn insert_event_with(
     payload: Option<serde_json::Value>,
     now: Timestamp,
 ) -> Result<()> {
+    let event_id = new_id();
     sqlx::query(
         "INSERT INTO events (event_id, workspace_id, event_type, device_id, connected_account_id,
             access_code_id, code, created_at, occurred_at, payload)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)",
     )
-    .bind(new_id())
+    .bind(&event_id)
     .bind(&device.workspace_id)
     .bind(event_type.as_str())
     .bind(&device.device_id)
@@ -737,6 +738,17 @@ pub(crate) async fn insert_event_with(
     .bind(now.millis())
     .bind(payload.map(|p| p.to_string()))
     .execute(&mut **tx)
+    .await?;
+    // The webhook outbox: one delivery per matching webhook, in this same transaction.
+    let order_key = access_code_id.unwrap_or(&device.device_id);
+    super::webhooks::enqueue_deliveries(
+        tx,
+        &event_id,
+        &device.workspace_id,
+        event_type,
+        order_key,
+        now,
+    )
     .await?;
     Ok(())
 }

@@ -18,7 +18,7 @@ use crate::accounts::DeviceRecord;
 use crate::engine::{
     external_change_warnings, gone_attempt_outcome, gone_events, unmanaged_changes,
     warnings_once_set, with_delay_warning, with_error, CodeOutcome, ConfirmedCode, DeviceJob,
-    EngineCode, EngineStore, ExternalChange, KnownSlot, LockObservation,
+    EngineCode, EngineStore, ExternalChange, KnownSlot, LockObservation, OutcomeRecord,
 };
 use crate::rows::AccessCodeRow;
 use crate::{json, new_id, Result};
@@ -464,32 +464,36 @@ impl EngineStore for PgStore {
         row.map(EngineCode::from_row).transpose()
     }
 
-    async fn record_outcome(
+    async fn record_outcomes(
         &self,
         device: &DeviceRecord,
-        access_code_id: &str,
-        outcome: Option<CodeOutcome>,
-        follow_up: Option<(Timestamp, i64)>,
+        records: Vec<OutcomeRecord>,
         now: Timestamp,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let Some(row) = try_fetch_code(&mut tx, access_code_id).await? else {
+        if records.is_empty() {
             return Ok(());
-        };
-        if let Some(outcome) = outcome {
-            apply_outcome(&mut tx, device, row, outcome, now).await?;
         }
-        if let Some((at, attempts)) = follow_up {
-            insert_job(&mut tx, &device.device_id, Some(access_code_id), at, now).await?;
-            sqlx::query(
-                "UPDATE device_jobs SET attempts = $1 WHERE access_code_id = $2
-                 AND run_after = $3 AND NOT taken",
-            )
-            .bind(attempts)
-            .bind(access_code_id)
-            .bind(at.millis())
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = self.pool.begin().await?;
+        for record in records {
+            let id = record.access_code_id.as_str();
+            let Some(row) = try_fetch_code(&mut tx, id).await? else {
+                continue;
+            };
+            if let Some(outcome) = record.outcome {
+                apply_outcome(&mut tx, device, row, outcome, now).await?;
+            }
+            if let Some((at, attempts)) = record.follow_up {
+                insert_job(&mut tx, &device.device_id, Some(id), at, now).await?;
+                sqlx::query(
+                    "UPDATE device_jobs SET attempts = $1 WHERE access_code_id = $2
+                     AND run_after = $3 AND NOT taken",
+                )
+                .bind(attempts)
+                .bind(id)
+                .bind(at.millis())
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         tx.commit().await?;
         Ok(())

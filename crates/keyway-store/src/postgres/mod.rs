@@ -21,8 +21,11 @@ mod accounts;
 mod engine;
 mod events;
 mod sandbox;
+mod stats;
+mod webhooks;
 
 use std::str::FromStr;
+use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -31,6 +34,9 @@ use crate::{Backend, Result, StoreOptions};
 
 pub struct PgStore {
     pool: PgPool,
+    /// Raised when a transaction that queued a webhook delivery commits, in any instance
+    /// (`NOTIFY keyway_outbox`, see `webhooks`).
+    outbox: Arc<tokio::sync::Notify>,
 }
 
 impl PgStore {
@@ -49,7 +55,9 @@ impl PgStore {
             .connect_with(connect)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(PgStore { pool })
+        let outbox = Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(listen_outbox(pool.clone(), Arc::downgrade(&outbox)));
+        Ok(PgStore { pool, outbox })
     }
 }
 
@@ -66,5 +74,37 @@ impl Backend for PgStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Raises `signal` on every `NOTIFY keyway_outbox` until the pool is closed or the store is
+/// dropped; reconnects (and raises it once, in case a notification was missed) when the
+/// listening connection is lost.
+async fn listen_outbox(pool: PgPool, signal: Weak<tokio::sync::Notify>) {
+    while !pool.is_closed() {
+        let error = match relay_notifications(&pool, &signal).await {
+            Ok(never) => match never {},
+            Err(error) => error,
+        };
+        if pool.is_closed() || signal.strong_count() == 0 {
+            break;
+        }
+        tracing::debug!(%error, "webhook outbox listener lost; reconnecting");
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+async fn relay_notifications(
+    pool: &PgPool,
+    signal: &Weak<tokio::sync::Notify>,
+) -> std::result::Result<std::convert::Infallible, sqlx::Error> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+    listener.listen(webhooks::OUTBOX_CHANNEL).await?;
+    loop {
+        match signal.upgrade() {
+            Some(signal) => signal.notify_one(),
+            None => return Err(sqlx::Error::PoolClosed),
+        }
+        listener.recv().await?;
     }
 }

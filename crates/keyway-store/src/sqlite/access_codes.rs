@@ -481,22 +481,29 @@ impl SqliteStore {
         managed: bool,
         lookup: CodeLookup<'_>,
     ) -> Result<Option<AccessCodeRow>> {
-        let (access_code_id, device_id, code) = lookup.parts();
-        let sql = format!(
-            "SELECT {CODE_COLUMNS} FROM access_codes WHERE workspace_id = ? AND is_managed = ?
-             AND (is_managed = 1 OR deleted = 0)
-             AND (? IS NULL OR access_code_id = ?) AND (? IS NULL OR device_id = ?)
-             AND (? IS NULL OR code = ?) ORDER BY deleted, seq LIMIT 1"
-        );
+        // One plan per lookup, so that SQLite uses the id or (device, seq) index.
+        let (key, sql) = match lookup {
+            CodeLookup::Id(id) => (
+                (id, None),
+                format!(
+                    "SELECT {CODE_COLUMNS} FROM access_codes WHERE access_code_id = ? AND ? IS NULL
+                     AND workspace_id = ? AND is_managed = ? AND (is_managed = 1 OR deleted = 0)"
+                ),
+            ),
+            CodeLookup::Pin { device_id, code } => (
+                (device_id, Some(code)),
+                format!(
+                    "SELECT {CODE_COLUMNS} FROM access_codes WHERE device_id = ? AND code = ?
+                     AND workspace_id = ? AND is_managed = ? AND (is_managed = 1 OR deleted = 0)
+                     ORDER BY deleted, seq LIMIT 1"
+                ),
+            ),
+        };
         Ok(sqlx::query_as(&sql)
+            .bind(key.0)
+            .bind(key.1)
             .bind(workspace_id)
             .bind(managed)
-            .bind(access_code_id)
-            .bind(access_code_id)
-            .bind(device_id)
-            .bind(device_id)
-            .bind(code)
-            .bind(code)
             .fetch_optional(&self.reader)
             .await?)
     }
@@ -510,17 +517,22 @@ impl SqliteStore {
         let ids_json = filter
             .access_code_ids
             .map(|ids| serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()));
+        // With a device, the (device_id, seq) index serves the page directly.
+        let by_device = if filter.device_id.is_some() {
+            "device_id = ?"
+        } else {
+            "? IS NULL"
+        };
         let sql = format!(
-            "SELECT {CODE_COLUMNS} FROM access_codes WHERE workspace_id = ? AND is_managed = ?
-             AND (is_managed = 1 OR deleted = 0) AND is_backup = 0 AND (? IS NULL OR device_id = ?)
+            "SELECT {CODE_COLUMNS} FROM access_codes WHERE {by_device} AND workspace_id = ?
+             AND is_managed = ? AND (is_managed = 1 OR deleted = 0) AND is_backup = 0
              AND (? IS NULL OR access_code_id IN (SELECT value FROM json_each(?)))
              AND seq > ? ORDER BY seq LIMIT ?"
         );
         Ok(sqlx::query_as(&sql)
+            .bind(filter.device_id)
             .bind(workspace_id)
             .bind(managed)
-            .bind(filter.device_id)
-            .bind(filter.device_id)
             .bind(&ids_json)
             .bind(&ids_json)
             .bind(filter.after.unwrap_or(0))
@@ -690,12 +702,13 @@ pub(crate) async fn insert_event_with(
     payload: Option<serde_json::Value>,
     now: Timestamp,
 ) -> Result<()> {
+    let event_id = new_id();
     sqlx::query(
         "INSERT INTO events (event_id, workspace_id, event_type, device_id, connected_account_id,
             access_code_id, code, created_at, occurred_at, payload)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
-    .bind(new_id())
+    .bind(&event_id)
     .bind(&device.workspace_id)
     .bind(event_type.as_str())
     .bind(&device.device_id)
@@ -706,6 +719,17 @@ pub(crate) async fn insert_event_with(
     .bind(now.millis())
     .bind(payload.map(|p| p.to_string()))
     .execute(&mut **tx)
+    .await?;
+    // The webhook outbox: one delivery per matching webhook, in this same transaction.
+    let order_key = access_code_id.unwrap_or(&device.device_id);
+    super::webhooks::enqueue_deliveries(
+        tx,
+        &event_id,
+        &device.workspace_id,
+        event_type,
+        order_key,
+        now,
+    )
     .await?;
     Ok(())
 }

@@ -67,7 +67,7 @@ impl AccountStore for SqliteStore {
             "SELECT workspace_id, name, company_name, is_sandbox FROM workspaces WHERE workspace_id = ?",
         )
         .bind(workspace_id)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&self.reader)
         .await?;
         Ok(row.map(Workspace::from))
     }
@@ -203,14 +203,19 @@ impl AccountStore for SqliteStore {
         device_id: Option<&str>,
         name: Option<&str>,
     ) -> Result<Option<DeviceRecord>> {
+        // By id through its unique index; by name otherwise.
+        let (column, value) = match (device_id, name) {
+            (Some(id), _) => ("d.device_id", id),
+            (None, Some(name)) => ("d.name", name),
+            (None, None) => return Ok(None),
+        };
         let sql = format!(
-            "{DEVICE_SELECT} WHERE d.workspace_id = ? AND (? IS NULL OR d.device_id = ?)
+            "{DEVICE_SELECT} WHERE {column} = ? AND d.workspace_id = ?
              AND (? IS NULL OR d.name = ?) ORDER BY d.seq LIMIT 1"
         );
         Ok(sqlx::query_as(&sql)
+            .bind(value)
             .bind(workspace_id)
-            .bind(device_id)
-            .bind(device_id)
             .bind(name)
             .bind(name)
             .fetch_optional(&self.reader)
@@ -240,7 +245,7 @@ impl SqliteStore {
         let sql = format!("{DEVICE_SELECT} WHERE d.device_id = ?");
         Ok(sqlx::query_as(&sql)
             .bind(device_id)
-            .fetch_optional(&self.writer)
+            .fetch_optional(&self.reader)
             .await?)
     }
 }

@@ -15,7 +15,7 @@ use crate::accounts::DeviceRecord;
 use crate::engine::{
     external_change_warnings, gone_attempt_outcome, gone_events, unmanaged_changes,
     warnings_once_set, with_delay_warning, with_error, CodeOutcome, ConfirmedCode, DeviceJob,
-    EngineCode, EngineStore, ExternalChange, KnownSlot, LockObservation,
+    EngineCode, EngineStore, ExternalChange, KnownSlot, LockObservation, OutcomeRecord,
 };
 use crate::rows::AccessCodeRow;
 use crate::{json, new_id, Result, StoreError};
@@ -29,7 +29,7 @@ impl EngineStore for SqliteStore {
              AND deleted = 0 AND slot IS NOT NULL AND confirmed_code IS NOT NULL",
         )
         .bind(device_id)
-        .fetch_all(&self.writer)
+        .fetch_all(&self.reader)
         .await?)
     }
 
@@ -313,7 +313,7 @@ impl EngineStore for SqliteStore {
         .bind(now.millis())
         .bind(now.millis())
         .bind(i64::from(limit))
-        .fetch_all(&self.writer)
+        .fetch_all(&self.reader)
         .await?)
     }
 
@@ -323,7 +323,7 @@ impl EngineStore for SqliteStore {
              WHERE d.lease_until IS NULL OR d.lease_until < ?",
         )
         .bind(now.millis())
-        .fetch_one(&self.writer)
+        .fetch_one(&self.reader)
         .await?;
         Ok(at.and_then(Timestamp::from_millis))
     }
@@ -374,7 +374,7 @@ impl EngineStore for SqliteStore {
         .bind(device_id)
         .bind(now.millis())
         .bind(i64::from(limit))
-        .fetch_all(&self.writer)
+        .fetch_all(&self.reader)
         .await?)
     }
 
@@ -405,7 +405,7 @@ impl EngineStore for SqliteStore {
             "SELECT slot FROM access_codes WHERE device_id = ? AND is_managed = 1 AND slot IS NOT NULL",
         )
         .bind(device_id)
-        .fetch_all(&self.writer)
+        .fetch_all(&self.reader)
         .await?;
         Ok(slots
             .into_iter()
@@ -446,36 +446,40 @@ impl EngineStore for SqliteStore {
         );
         let row: Option<AccessCodeRow> = sqlx::query_as(&sql)
             .bind(access_code_id)
-            .fetch_optional(&self.writer)
+            .fetch_optional(&self.reader)
             .await?;
         row.map(EngineCode::from_row).transpose()
     }
 
-    async fn record_outcome(
+    async fn record_outcomes(
         &self,
         device: &DeviceRecord,
-        access_code_id: &str,
-        outcome: Option<CodeOutcome>,
-        follow_up: Option<(Timestamp, i64)>,
+        records: Vec<OutcomeRecord>,
         now: Timestamp,
     ) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        let Some(row) = try_fetch_code(&mut tx, access_code_id).await? else {
+        if records.is_empty() {
             return Ok(());
-        };
-        if let Some(outcome) = outcome {
-            apply_outcome(&mut tx, device, row, outcome, now).await?;
         }
-        if let Some((at, attempts)) = follow_up {
-            insert_job(&mut tx, &device.device_id, Some(access_code_id), at, now).await?;
-            sqlx::query(
-                "UPDATE device_jobs SET attempts = ? WHERE access_code_id = ? AND run_after = ?",
-            )
-            .bind(attempts)
-            .bind(access_code_id)
-            .bind(at.millis())
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = self.writer.begin().await?;
+        for record in records {
+            let id = record.access_code_id.as_str();
+            let Some(row) = try_fetch_code(&mut tx, id).await? else {
+                continue;
+            };
+            if let Some(outcome) = record.outcome {
+                apply_outcome(&mut tx, device, row, outcome, now).await?;
+            }
+            if let Some((at, attempts)) = record.follow_up {
+                insert_job(&mut tx, &device.device_id, Some(id), at, now).await?;
+                sqlx::query(
+                    "UPDATE device_jobs SET attempts = ? WHERE access_code_id = ? AND run_after = ?",
+                )
+                .bind(attempts)
+                .bind(id)
+                .bind(at.millis())
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         tx.commit().await?;
         Ok(())
@@ -492,7 +496,7 @@ impl EngineStore for SqliteStore {
              WHERE device_id = ? AND slot IS NOT NULL",
         )
         .bind(&device.device_id)
-        .fetch_all(&self.writer)
+        .fetch_all(&self.reader)
         .await?;
         let changes = unmanaged_changes(&known, slots);
         if changes.is_empty() {

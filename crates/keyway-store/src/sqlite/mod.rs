@@ -9,32 +9,47 @@ mod accounts;
 mod engine;
 mod events;
 mod sandbox;
+mod stats;
+mod webhooks;
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::{Backend, Result, StoreOptions};
+use crate::{Backend, Durability, Result, StoreOptions};
 
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Raised when the writer queues a webhook delivery (see `webhooks`).
+    outbox: Arc<tokio::sync::Notify>,
 }
 
 impl SqliteStore {
     /// Opens a `sqlite://` URL (creating the file if needed) and migrates it.
     pub async fn open(url: &str, options: &StoreOptions) -> Result<SqliteStore> {
+        let synchronous = match options.durability {
+            Durability::ProcessCrash => SqliteSynchronous::Normal,
+            Durability::PowerLoss => SqliteSynchronous::Full,
+        };
         let connect = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(synchronous)
             .busy_timeout(options.statement_timeout)
             .foreign_keys(true);
+        let outbox = Arc::new(tokio::sync::Notify::new());
+        let signal = outbox.clone();
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .after_connect(move |conn, _| {
+                let signal = signal.clone();
+                Box::pin(async move { webhooks::signal_queued_deliveries(conn, signal).await })
+            })
             .connect_with(connect.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
@@ -42,7 +57,11 @@ impl SqliteStore {
             .max_connections(options.max_connections.max(1))
             .connect_with(connect.read_only(true))
             .await?;
-        Ok(SqliteStore { writer, reader })
+        Ok(SqliteStore {
+            writer,
+            reader,
+            outbox,
+        })
     }
 }
 

@@ -83,7 +83,7 @@ async fn load_slots(store: &SqliteStore, device_id: &str) -> Result<Vec<LockCode
         "SELECT slot, code, name FROM sandbox_slots WHERE device_id = ? ORDER BY slot",
     )
     .bind(device_id)
-    .fetch_all(&store.writer)
+    .fetch_all(&store.reader)
     .await?;
     Ok(rows
         .into_iter()
@@ -105,7 +105,7 @@ impl SandboxMemory for SqliteStore {
              WHERE s.device_id = ?",
         )
         .bind(device_id)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&self.reader)
         .await
         .map_err(|e| e.to_string())?;
         let Some((online, removed, fail_next, delay_ms, locked)) = lock else {

@@ -1,0 +1,747 @@
+//! The SQLite side of webhooks and their transactional outbox (see [`crate::webhooks`]).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use keyway_model::{
+    EventType, Timestamp, Webhook, WebhookDelivery, WebhookDeliveryStatus, ALL_EVENT_TYPES,
+};
+use sqlx::sqlite::{SqliteConnection, SqliteOperation};
+use sqlx::{Sqlite, Transaction};
+use tokio::sync::Notify;
+
+use super::SqliteStore;
+use crate::rows::{opt_ts, ts, EventRow};
+use crate::webhooks::{
+    AttemptOutcome, ClaimLimits, ClaimedDelivery, FinishedAttempt, NewWebhook, WebhookChanges,
+    WebhookStore,
+};
+use crate::{new_id, Result, StoreError};
+
+#[derive(sqlx::FromRow)]
+struct WebhookRow {
+    webhook_id: String,
+    url: String,
+    event_types: String,
+    secret: String,
+}
+
+impl WebhookRow {
+    fn into_model(self) -> Result<Webhook> {
+        let event_types: Vec<String> = serde_json::from_str(&self.event_types)
+            .map_err(|e| StoreError::Corrupt(format!("webhook event types: {e}")))?;
+        Ok(Webhook {
+            webhook_id: self.webhook_id,
+            url: self.url,
+            event_types,
+            secret: Some(self.secret),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct DeliveryRow {
+    message_id: String,
+    webhook_id: String,
+    event_id: String,
+    event_type: Option<String>,
+    status: String,
+    attempts: i64,
+    last_status_code: Option<i64>,
+    last_error: Option<String>,
+    last_attempt_at: Option<i64>,
+    next_attempt_at: i64,
+    created_at: i64,
+}
+
+impl DeliveryRow {
+    fn into_model(self) -> Result<WebhookDelivery> {
+        let status = WebhookDeliveryStatus::parse(&self.status)
+            .ok_or_else(|| StoreError::Corrupt(format!("delivery status {}", self.status)))?;
+        Ok(WebhookDelivery {
+            message_id: self.message_id,
+            webhook_id: self.webhook_id,
+            event_id: self.event_id,
+            event_type: self.event_type.unwrap_or_default(),
+            status,
+            attempts: u32::try_from(self.attempts).unwrap_or(0),
+            last_status_code: self.last_status_code.and_then(|c| u16::try_from(c).ok()),
+            last_error: self.last_error,
+            last_attempt_at: opt_ts(self.last_attempt_at)?,
+            next_attempt_at: match status {
+                WebhookDeliveryStatus::Pending => Some(ts(self.next_attempt_at)?),
+                _ => None,
+            },
+            created_at: ts(self.created_at)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    delivery_id: i64,
+    message_id: String,
+    webhook_id: String,
+    url: String,
+    secret: String,
+    attempts: i64,
+    #[sqlx(flatten)]
+    event: EventRow,
+}
+
+const WEBHOOK_COLUMNS: &str = "webhook_id, url, event_types, secret";
+
+fn event_types_json(event_types: Option<&[String]>) -> Result<String> {
+    let all = [ALL_EVENT_TYPES.to_owned()];
+    serde_json::to_string(event_types.unwrap_or(&all))
+        .map_err(|e| StoreError::Corrupt(format!("event types: {e}")))
+}
+
+impl SqliteStore {
+    async fn find_webhook(
+        &self,
+        workspace_id: &str,
+        webhook_id: &str,
+        pool: &sqlx::SqlitePool,
+    ) -> Result<Option<Webhook>> {
+        let sql = format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE workspace_id = ? AND webhook_id = ?"
+        );
+        let row: Option<WebhookRow> = sqlx::query_as(&sql)
+            .bind(workspace_id)
+            .bind(webhook_id)
+            .fetch_optional(pool)
+            .await?;
+        row.map(WebhookRow::into_model).transpose()
+    }
+}
+
+#[async_trait]
+impl WebhookStore for SqliteStore {
+    async fn create_webhook(&self, new: NewWebhook<'_>, now: Timestamp) -> Result<Webhook> {
+        let webhook_id = new_id();
+        sqlx::query(
+            "INSERT INTO webhooks (webhook_id, workspace_id, url, event_types, secret, created_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&webhook_id)
+        .bind(new.workspace_id)
+        .bind(new.url)
+        .bind(event_types_json(new.event_types)?)
+        .bind(new.secret)
+        .bind(now.millis())
+        .execute(&self.writer)
+        .await?;
+        self.find_webhook(new.workspace_id, &webhook_id, &self.writer)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("webhook vanished after insert".into()))
+    }
+
+    /// A webhook of the workspace, secret included.
+    async fn get_webhook(&self, workspace_id: &str, webhook_id: &str) -> Result<Option<Webhook>> {
+        self.find_webhook(workspace_id, webhook_id, &self.reader)
+            .await
+    }
+
+    /// The workspace's webhooks, oldest first.
+    async fn list_webhooks(&self, workspace_id: &str) -> Result<Vec<Webhook>> {
+        let sql =
+            format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE workspace_id = ? ORDER BY seq");
+        let rows: Vec<WebhookRow> = sqlx::query_as(&sql)
+            .bind(workspace_id)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.into_iter().map(WebhookRow::into_model).collect()
+    }
+
+    /// Changes a webhook of the workspace; `false` when there is no such webhook. Deliveries
+    /// already queued keep going to the webhook; the new filter applies to later events.
+    async fn update_webhook(
+        &self,
+        workspace_id: &str,
+        webhook_id: &str,
+        changes: WebhookChanges<'_>,
+    ) -> Result<bool> {
+        let event_types = changes
+            .event_types
+            .map(|types| event_types_json(Some(types)))
+            .transpose()?;
+        let done = sqlx::query(
+            "UPDATE webhooks SET url = COALESCE(?, url), event_types = COALESCE(?, event_types)
+             WHERE workspace_id = ? AND webhook_id = ?",
+        )
+        .bind(changes.url)
+        .bind(event_types)
+        .bind(workspace_id)
+        .bind(webhook_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Deletes a webhook of the workspace and its deliveries (sent or not); `false` when there
+    /// is no such webhook.
+    async fn delete_webhook(&self, workspace_id: &str, webhook_id: &str) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let done = sqlx::query("DELETE FROM webhooks WHERE workspace_id = ? AND webhook_id = ?")
+            .bind(workspace_id)
+            .bind(webhook_id)
+            .execute(&mut *tx)
+            .await?;
+        // ON DELETE CASCADE does the same when foreign keys are on; say it anyway.
+        sqlx::query("DELETE FROM webhook_deliveries WHERE webhook_id = ?")
+            .bind(webhook_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The newest deliveries of a webhook of the workspace, newest first.
+    async fn list_webhook_deliveries(
+        &self,
+        workspace_id: &str,
+        webhook_id: &str,
+        limit: u32,
+    ) -> Result<Vec<WebhookDelivery>> {
+        let rows: Vec<DeliveryRow> = sqlx::query_as(
+            "SELECT d.message_id, d.webhook_id, d.event_id, e.event_type, d.status, d.attempts,
+                d.last_status_code, d.last_error, d.last_attempt_at, d.next_attempt_at,
+                d.created_at
+             FROM webhook_deliveries d
+             JOIN webhooks w ON w.webhook_id = d.webhook_id
+             LEFT JOIN events e ON e.event_id = d.event_id
+             WHERE w.workspace_id = ? AND d.webhook_id = ?
+             ORDER BY d.delivery_id DESC LIMIT ?",
+        )
+        .bind(workspace_id)
+        .bind(webhook_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter().map(DeliveryRow::into_model).collect()
+    }
+
+    /// Records the `finished` attempts of `owner` (as `record_webhook_attempts`), then leases
+    /// due deliveries to it until `lease_until`: for each webhook and order key only the oldest
+    /// pending delivery, and never more per webhook than `limits` allow. One transaction.
+    ///
+    /// Runs on the writer connection, so it sees every transaction that raised the outbox
+    /// signal (`outbox_signal`) before it. It looks at the 256 earliest claimable heads (of
+    /// webhooks with a free slot) only: a webhook filled by this claim is left out of the next
+    /// one, so the others come in turn, and the query stays cheap with a large backlog.
+    async fn claim_webhook_deliveries(
+        &self,
+        owner: &str,
+        finished: &[FinishedAttempt],
+        now: Timestamp,
+        lease_until: Timestamp,
+        limits: ClaimLimits<'_>,
+    ) -> Result<Vec<ClaimedDelivery>> {
+        let mut tx = self.writer.begin().await?;
+        record_attempts(&mut tx, owner, finished).await?;
+        if limits.total == 0 {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        let free_slots: serde_json::Map<String, serde_json::Value> = limits
+            .free_slots
+            .iter()
+            .map(|(id, free)| (id.clone(), serde_json::Value::from(*free)))
+            .collect();
+        let free_slots = serde_json::Value::Object(free_slots).to_string();
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "WITH heads AS (
+                SELECT d.delivery_id, d.webhook_id, d.next_attempt_at
+                FROM webhook_deliveries d
+                WHERE d.status = 'pending' AND d.next_attempt_at <= ?1
+                  AND (d.lease_until IS NULL OR d.lease_until <= ?1)
+                  AND d.webhook_id NOT IN (SELECT key FROM json_each(?2) WHERE value <= 0)
+                  AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p
+                      WHERE p.status = 'pending' AND p.webhook_id = d.webhook_id
+                        AND p.order_key = d.order_key AND p.delivery_id < d.delivery_id)
+                ORDER BY d.next_attempt_at, d.delivery_id
+                LIMIT 256
+             ), ranked AS (
+                SELECT delivery_id, next_attempt_at,
+                    ROW_NUMBER() OVER (PARTITION BY webhook_id
+                        ORDER BY next_attempt_at, delivery_id) AS position,
+                    COALESCE((SELECT value FROM json_each(?2) WHERE key = heads.webhook_id), ?3)
+                        AS free
+                FROM heads
+             )
+             UPDATE webhook_deliveries SET lease_owner = ?4, lease_until = ?5
+             WHERE delivery_id IN (SELECT delivery_id FROM ranked WHERE position <= free
+                 ORDER BY next_attempt_at, delivery_id LIMIT ?6)
+             RETURNING delivery_id",
+        )
+        .bind(now.millis())
+        .bind(&free_slots)
+        .bind(i64::from(limits.per_webhook))
+        .bind(owner)
+        .bind(lease_until.millis())
+        .bind(i64::from(limits.total))
+        .fetch_all(&mut *tx)
+        .await?;
+        if ids.is_empty() {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        let ids_json = serde_json::to_string(&ids)
+            .map_err(|e| StoreError::Corrupt(format!("delivery ids: {e}")))?;
+        let rows: Vec<ClaimedRow> = sqlx::query_as(
+            "SELECT d.delivery_id, d.message_id, d.webhook_id, w.url, w.secret, d.attempts,
+                e.seq, e.event_id, e.workspace_id, e.event_type, e.device_id,
+                e.connected_account_id, e.access_code_id, e.code, e.created_at, e.occurred_at, e.payload
+             FROM webhook_deliveries d
+             JOIN webhooks w ON w.webhook_id = d.webhook_id
+             JOIN events e ON e.event_id = d.event_id
+             WHERE d.delivery_id IN (SELECT value FROM json_each(?))
+             ORDER BY d.next_attempt_at, d.delivery_id",
+        )
+        .bind(&ids_json)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.len() < ids.len() {
+            // The event is gone: nothing can ever be sent for these.
+            sqlx::query(
+                "UPDATE webhook_deliveries SET status = 'failed', last_error = 'event not found',
+                    lease_owner = NULL, lease_until = NULL
+                 WHERE delivery_id IN (SELECT value FROM json_each(?))
+                   AND event_id NOT IN (SELECT event_id FROM events)",
+            )
+            .bind(&ids_json)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(ClaimedDelivery {
+                    delivery_id: row.delivery_id,
+                    message_id: row.message_id,
+                    webhook_id: row.webhook_id,
+                    url: row.url,
+                    secret: row.secret,
+                    attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
+                    event: row.event.into_model()?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records finished attempts of deliveries this `owner` holds, in one transaction, and
+    /// releases their leases. A delivery whose lease was lost to another sender (or whose
+    /// webhook was deleted) is left alone.
+    async fn record_webhook_attempts(
+        &self,
+        owner: &str,
+        attempts: &[FinishedAttempt],
+    ) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        record_attempts(&mut tx, owner, attempts).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Whether some pending delivery is due at `now` (read from the reader pool: it may miss
+    /// a transaction that is committing right now).
+    async fn webhook_delivery_due(&self, now: Timestamp) -> Result<bool> {
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM webhook_deliveries
+             WHERE status = 'pending' AND next_attempt_at <= ? LIMIT 1",
+        )
+        .bind(now.millis())
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(due.is_some())
+    }
+
+    /// The earliest retry still to come (a pending delivery due after `now`). Deliveries that
+    /// are due now but wait behind an earlier one of their order key become claimable when
+    /// that one is recorded, not at a time of their own.
+    async fn next_webhook_retry_after(&self, now: Timestamp) -> Result<Option<Timestamp>> {
+        let at: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM webhook_deliveries
+             WHERE status = 'pending' AND next_attempt_at > ?",
+        )
+        .bind(now.millis())
+        .fetch_one(&self.reader)
+        .await?;
+        at.map(ts).transpose()
+    }
+
+    /// Raised whenever a delivery is queued in this process (inside the queuing transaction):
+    /// the sender waits on it. A claim that follows runs after that transaction.
+    fn outbox_signal(&self) -> Arc<Notify> {
+        self.outbox.clone()
+    }
+}
+
+/// The attempts part of `record_webhook_attempts`, inside `tx`.
+async fn record_attempts(
+    tx: &mut Transaction<'_, Sqlite>,
+    owner: &str,
+    attempts: &[FinishedAttempt],
+) -> Result<()> {
+    for (delivery_id, outcome, at) in attempts {
+        let (status, status_code, error, retry_at) = match outcome {
+            AttemptOutcome::Delivered { status_code } => (
+                WebhookDeliveryStatus::Succeeded,
+                Some(*status_code),
+                None,
+                None,
+            ),
+            AttemptOutcome::Failed {
+                status_code,
+                error,
+                retry_at: Some(retry_at),
+            } => (
+                WebhookDeliveryStatus::Pending,
+                *status_code,
+                Some(error.as_str()),
+                Some(retry_at.millis()),
+            ),
+            AttemptOutcome::Failed {
+                status_code,
+                error,
+                retry_at: None,
+            } => (
+                WebhookDeliveryStatus::Failed,
+                *status_code,
+                Some(error.as_str()),
+                None,
+            ),
+        };
+        sqlx::query(
+            "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1,
+                    last_status_code = ?, last_error = ?, last_attempt_at = ?,
+                    next_attempt_at = COALESCE(?, next_attempt_at),
+                    lease_owner = NULL, lease_until = NULL
+                 WHERE delivery_id = ? AND lease_owner = ? AND status = 'pending'",
+        )
+        .bind(status.as_str())
+        .bind(status_code.map(i64::from))
+        .bind(error)
+        .bind(at.millis())
+        .bind(retry_at)
+        .bind(delivery_id)
+        .bind(owner)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Queues the event for every webhook of its workspace whose filter lets it through. Runs in
+/// the event's transaction.
+pub(crate) async fn enqueue_deliveries(
+    tx: &mut Transaction<'_, Sqlite>,
+    event_id: &str,
+    workspace_id: &str,
+    event_type: EventType,
+    order_key: &str,
+    now: Timestamp,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (message_id, webhook_id, event_id, order_key,
+            next_attempt_at, created_at)
+         SELECT 'msg_' || lower(hex(randomblob(16))), webhook_id, ?1, ?2, ?3, ?3
+         FROM webhooks
+         WHERE workspace_id = ?4 AND EXISTS (SELECT 1 FROM json_each(webhooks.event_types)
+             WHERE value = ?5 OR value = ?6)
+         ORDER BY seq",
+    )
+    .bind(event_id)
+    .bind(order_key)
+    .bind(now.millis())
+    .bind(workspace_id)
+    .bind(ALL_EVENT_TYPES)
+    .bind(event_type.as_str())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Makes a (writer) connection raise `signal` whenever it inserts a delivery.
+pub(crate) async fn signal_queued_deliveries(
+    conn: &mut SqliteConnection,
+    signal: Arc<Notify>,
+) -> std::result::Result<(), sqlx::Error> {
+    let mut handle = conn.lock_handle().await?;
+    handle.set_update_hook(move |change| {
+        if change.operation == SqliteOperation::Insert && change.table == "webhook_deliveries" {
+            signal.notify_one();
+        }
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use keyway_model::{AccessCodeStatus, AccessCodeType};
+
+    use super::*;
+    use crate::{NewAccessCode, Store, SEED};
+
+    fn at(millis: i64) -> Timestamp {
+        Timestamp::from_millis(1_700_000_000_000 + millis).expect("valid time")
+    }
+
+    async fn seeded() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open_dir(dir.path(), &crate::StoreOptions::default())
+            .await
+            .expect("store opens");
+        store.seed(0, at(0)).await.expect("seeded");
+        (dir, store)
+    }
+
+    async fn create_code(store: &Store, pin: &str, now: Timestamp) -> String {
+        let device = store
+            .get_device(SEED.seed_workspace_1, Some(SEED.august_device_1), None)
+            .await
+            .expect("query")
+            .expect("seeded device");
+        let (code, _) = store
+            .create_access_code(
+                NewAccessCode {
+                    device: &device,
+                    name: None,
+                    code: pin.into(),
+                    kind: AccessCodeType::Ongoing,
+                    starts_at: None,
+                    ends_at: None,
+                    status: AccessCodeStatus::Setting,
+                    is_external_modification_allowed: false,
+                    is_one_time_use: false,
+                    is_offline_access_code: false,
+                    common_code_key: None,
+                    use_backup_access_code_pool: false,
+                    job_at: now,
+                },
+                now,
+            )
+            .await
+            .expect("created");
+        code.access_code_id
+    }
+
+    fn limits(total: u32, per_webhook: u32) -> ClaimLimits<'static> {
+        ClaimLimits {
+            total,
+            per_webhook,
+            free_slots: &[],
+        }
+    }
+
+    #[tokio::test]
+    async fn deliveries_are_queued_with_the_event_and_claimed_in_order_per_code() {
+        let (_dir, store) = seeded().await;
+        let webhook = store
+            .create_webhook(
+                NewWebhook {
+                    workspace_id: SEED.seed_workspace_1,
+                    url: "http://127.0.0.1:9/",
+                    event_types: None,
+                    secret: "whsec_AAAA",
+                },
+                at(0),
+            )
+            .await
+            .expect("webhook");
+        let filtered = store
+            .create_webhook(
+                NewWebhook {
+                    workspace_id: SEED.seed_workspace_1,
+                    url: "http://127.0.0.1:9/",
+                    event_types: Some(&["access_code.deleted".to_owned()]),
+                    secret: "whsec_AAAA",
+                },
+                at(0),
+            )
+            .await
+            .expect("webhook");
+        let first = create_code(&store, "1111", at(1)).await;
+        let second = create_code(&store, "2222", at(2)).await;
+        // A change of the first code queues a second delivery behind its creation.
+        let device = store
+            .get_device(SEED.seed_workspace_1, Some(SEED.august_device_1), None)
+            .await
+            .expect("query")
+            .expect("device");
+        store
+            .delete_access_code(&device, &first, at(3))
+            .await
+            .expect("deleted");
+        store
+            .record_outcomes(
+                &device,
+                vec![crate::OutcomeRecord::new(
+                    first.clone(),
+                    crate::CodeOutcome::Gone { was_on_lock: false },
+                    None,
+                )],
+                at(3),
+            )
+            .await
+            .expect("gone");
+
+        // One head per code: the creations of both codes, not the deletion.
+        let claimed = store
+            .claim_webhook_deliveries("a", &[], at(10), at(10_000), limits(10, 10))
+            .await
+            .expect("claim");
+        let heads = |claimed: &[ClaimedDelivery], webhook_id: &str| -> Vec<(String, EventType)> {
+            claimed
+                .iter()
+                .filter(|d| d.webhook_id == webhook_id)
+                .map(|d| {
+                    (
+                        d.event.access_code_id.clone().unwrap_or_default(),
+                        d.event.event_type,
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(
+            heads(&claimed, &webhook.webhook_id),
+            vec![
+                (first.clone(), EventType::AccessCodeCreated),
+                (second.clone(), EventType::AccessCodeCreated),
+            ]
+        );
+        // The filtered webhook has a chain of its own: the deletion only.
+        assert_eq!(
+            heads(&claimed, &filtered.webhook_id),
+            vec![(first.clone(), EventType::AccessCodeDeleted)]
+        );
+        let claimed: Vec<ClaimedDelivery> = claimed
+            .into_iter()
+            .filter(|d| d.webhook_id == webhook.webhook_id)
+            .collect();
+        // Leased: nobody else gets them, and the deletion still waits.
+        let again = store
+            .claim_webhook_deliveries("b", &[], at(11), at(10_000), limits(10, 10))
+            .await
+            .expect("claim");
+        assert!(again.is_empty());
+
+        // A failure with a retry keeps the chain blocked until the retry succeeds.
+        let creation = &claimed[0];
+        let failed = AttemptOutcome::Failed {
+            status_code: Some(500),
+            error: "boom".into(),
+            retry_at: Some(at(100)),
+        };
+        store
+            .record_webhook_attempts("a", &[(creation.delivery_id, failed, at(12))])
+            .await
+            .expect("recorded");
+        let none = store
+            .claim_webhook_deliveries("a", &[], at(50), at(10_000), limits(10, 10))
+            .await
+            .expect("claim");
+        assert!(none.is_empty(), "{none:?}");
+        assert_eq!(
+            store.next_webhook_retry_after(at(50)).await.expect("query"),
+            Some(at(100))
+        );
+        let retried = store
+            .claim_webhook_deliveries("a", &[], at(100), at(10_000), limits(10, 10))
+            .await
+            .expect("claim");
+        assert_eq!(retried.len(), 1);
+        assert_eq!(retried[0].attempts, 1);
+        assert_eq!(retried[0].message_id, creation.message_id);
+        let delivered = AttemptOutcome::Delivered { status_code: 204 };
+        store
+            .record_webhook_attempts("a", &[(retried[0].delivery_id, delivered, at(101))])
+            .await
+            .expect("recorded");
+        let next = store
+            .claim_webhook_deliveries("a", &[], at(102), at(10_000), limits(10, 10))
+            .await
+            .expect("claim");
+        let types: Vec<_> = next.iter().map(|d| d.event.event_type).collect();
+        assert_eq!(types, vec![EventType::AccessCodeDeleted]);
+
+        // The filtered webhook got the deletion only.
+        let filtered_deliveries = store
+            .list_webhook_deliveries(SEED.seed_workspace_1, &filtered.webhook_id, 10)
+            .await
+            .expect("list");
+        assert_eq!(filtered_deliveries.len(), 1);
+        assert_eq!(filtered_deliveries[0].event_type, "access_code.deleted");
+        let history = store
+            .list_webhook_deliveries(SEED.seed_workspace_1, &webhook.webhook_id, 10)
+            .await
+            .expect("list");
+        let first_creation = history
+            .iter()
+            .find(|d| d.message_id == creation.message_id)
+            .expect("listed");
+        assert_eq!(first_creation.status, WebhookDeliveryStatus::Succeeded);
+        assert_eq!(first_creation.attempts, 2);
+        assert_eq!(first_creation.last_status_code, Some(204));
+        // Another workspace sees none of it.
+        assert!(store
+            .list_webhook_deliveries(SEED.seed_workspace_2, &webhook.webhook_id, 10)
+            .await
+            .expect("list")
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_webhook_never_gets_more_than_its_share_of_slots() {
+        let (_dir, store) = seeded().await;
+        for _ in 0..2 {
+            store
+                .create_webhook(
+                    NewWebhook {
+                        workspace_id: SEED.seed_workspace_1,
+                        url: "http://127.0.0.1:9/",
+                        event_types: None,
+                        secret: "whsec_AAAA",
+                    },
+                    at(0),
+                )
+                .await
+                .expect("webhook");
+        }
+        for n in 0..5 {
+            create_code(&store, &format!("300{n}"), at(n)).await;
+        }
+        let claimed = store
+            .claim_webhook_deliveries("a", &[], at(10), at(10_000), limits(100, 2))
+            .await
+            .expect("claim");
+        let mut per_webhook: HashMap<String, usize> = HashMap::new();
+        for delivery in &claimed {
+            *per_webhook.entry(delivery.webhook_id.clone()).or_default() += 1;
+        }
+        assert_eq!(per_webhook.len(), 2);
+        assert!(per_webhook.values().all(|n| *n == 2), "{per_webhook:?}");
+        // With those in flight, one webhook full and the other with one slot left:
+        let ids: Vec<String> = per_webhook.keys().cloned().collect();
+        let free = [(ids[0].clone(), 0), (ids[1].clone(), 1)];
+        let more = store
+            .claim_webhook_deliveries(
+                "a",
+                &[],
+                at(11),
+                at(10_000),
+                ClaimLimits {
+                    total: 100,
+                    per_webhook: 2,
+                    free_slots: &free,
+                },
+            )
+            .await
+            .expect("claim");
+        assert_eq!(more.len(), 1);
+        assert_eq!(more[0].webhook_id, ids[1]);
+    }
+
+    use std::collections::HashMap;
+}
