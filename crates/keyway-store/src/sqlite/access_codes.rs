@@ -664,10 +664,12 @@ pub(crate) async fn insert_job(
     run_after: Timestamp,
     now: Timestamp,
 ) -> Result<()> {
+    // A job already due may be in a worker's hands (and deleted when it is done), so only a
+    // future job can stand in for this one.
     sqlx::query(
         "INSERT INTO device_jobs (device_id, access_code_id, run_after, created_at)
          SELECT ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM device_jobs
-            WHERE device_id = ? AND access_code_id IS ? AND run_after = ?)",
+            WHERE device_id = ? AND access_code_id IS ? AND run_after = ? AND run_after > ?)",
     )
     .bind(device_id)
     .bind(access_code_id)
@@ -676,6 +678,7 @@ pub(crate) async fn insert_job(
     .bind(device_id)
     .bind(access_code_id)
     .bind(run_after.millis())
+    .bind(now.millis())
     .execute(&mut **tx)
     .await?;
     Ok(())
