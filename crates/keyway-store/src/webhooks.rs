@@ -14,10 +14,13 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use keyway_model::{Event, Timestamp, Webhook, WebhookDelivery};
+use keyway_model::{
+    Event, Timestamp, Webhook, WebhookDelivery, WebhookDeliveryStatus, ALL_EVENT_TYPES,
+};
 use tokio::sync::Notify;
 
-use crate::Result;
+use crate::rows::{opt_ts, ts, EventRow};
+use crate::{Result, StoreError};
 
 /// A webhook to record. The caller has validated the URL and the event types.
 pub struct NewWebhook<'a> {
@@ -146,4 +149,85 @@ pub trait WebhookStore: Send + Sync {
 
     /// Raised whenever a delivery is queued in this process: the sender waits on it.
     fn outbox_signal(&self) -> Arc<Notify>;
+}
+
+// Rows as both backends read them.
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct WebhookRow {
+    pub(crate) webhook_id: String,
+    pub(crate) url: String,
+    pub(crate) event_types: String,
+    pub(crate) secret: String,
+}
+
+impl WebhookRow {
+    pub(crate) fn into_model(self) -> Result<Webhook> {
+        let event_types: Vec<String> = serde_json::from_str(&self.event_types)
+            .map_err(|e| StoreError::Corrupt(format!("webhook event types: {e}")))?;
+        Ok(Webhook {
+            webhook_id: self.webhook_id,
+            url: self.url,
+            event_types,
+            secret: Some(self.secret),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct DeliveryRow {
+    pub(crate) message_id: String,
+    pub(crate) webhook_id: String,
+    pub(crate) event_id: String,
+    pub(crate) event_type: Option<String>,
+    pub(crate) status: String,
+    pub(crate) attempts: i64,
+    pub(crate) last_status_code: Option<i64>,
+    pub(crate) last_error: Option<String>,
+    pub(crate) last_attempt_at: Option<i64>,
+    pub(crate) next_attempt_at: i64,
+    pub(crate) created_at: i64,
+}
+
+impl DeliveryRow {
+    pub(crate) fn into_model(self) -> Result<WebhookDelivery> {
+        let status = WebhookDeliveryStatus::parse(&self.status)
+            .ok_or_else(|| StoreError::Corrupt(format!("delivery status {}", self.status)))?;
+        Ok(WebhookDelivery {
+            message_id: self.message_id,
+            webhook_id: self.webhook_id,
+            event_id: self.event_id,
+            event_type: self.event_type.unwrap_or_default(),
+            status,
+            attempts: u32::try_from(self.attempts).unwrap_or(0),
+            last_status_code: self.last_status_code.and_then(|c| u16::try_from(c).ok()),
+            last_error: self.last_error,
+            last_attempt_at: opt_ts(self.last_attempt_at)?,
+            next_attempt_at: match status {
+                WebhookDeliveryStatus::Pending => Some(ts(self.next_attempt_at)?),
+                _ => None,
+            },
+            created_at: ts(self.created_at)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ClaimedRow {
+    pub(crate) delivery_id: i64,
+    pub(crate) message_id: String,
+    pub(crate) webhook_id: String,
+    pub(crate) url: String,
+    pub(crate) secret: String,
+    pub(crate) attempts: i64,
+    #[sqlx(flatten)]
+    pub(crate) event: EventRow,
+}
+
+pub(crate) const WEBHOOK_COLUMNS: &str = "webhook_id, url, event_types, secret";
+
+pub(crate) fn event_types_json(event_types: Option<&[String]>) -> Result<String> {
+    let all = [ALL_EVENT_TYPES.to_owned()];
+    serde_json::to_string(event_types.unwrap_or(&all))
+        .map_err(|e| StoreError::Corrupt(format!("event types: {e}")))
 }

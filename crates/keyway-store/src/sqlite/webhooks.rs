@@ -11,91 +11,13 @@ use sqlx::{Sqlite, Transaction};
 use tokio::sync::Notify;
 
 use super::SqliteStore;
-use crate::rows::{opt_ts, ts, EventRow};
+use crate::rows::ts;
+use crate::webhooks::{event_types_json, ClaimedRow, DeliveryRow, WebhookRow, WEBHOOK_COLUMNS};
 use crate::webhooks::{
     AttemptOutcome, ClaimLimits, ClaimedDelivery, FinishedAttempt, NewWebhook, WebhookChanges,
     WebhookStore,
 };
 use crate::{new_id, Result, StoreError};
-
-#[derive(sqlx::FromRow)]
-struct WebhookRow {
-    webhook_id: String,
-    url: String,
-    event_types: String,
-    secret: String,
-}
-
-impl WebhookRow {
-    fn into_model(self) -> Result<Webhook> {
-        let event_types: Vec<String> = serde_json::from_str(&self.event_types)
-            .map_err(|e| StoreError::Corrupt(format!("webhook event types: {e}")))?;
-        Ok(Webhook {
-            webhook_id: self.webhook_id,
-            url: self.url,
-            event_types,
-            secret: Some(self.secret),
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct DeliveryRow {
-    message_id: String,
-    webhook_id: String,
-    event_id: String,
-    event_type: Option<String>,
-    status: String,
-    attempts: i64,
-    last_status_code: Option<i64>,
-    last_error: Option<String>,
-    last_attempt_at: Option<i64>,
-    next_attempt_at: i64,
-    created_at: i64,
-}
-
-impl DeliveryRow {
-    fn into_model(self) -> Result<WebhookDelivery> {
-        let status = WebhookDeliveryStatus::parse(&self.status)
-            .ok_or_else(|| StoreError::Corrupt(format!("delivery status {}", self.status)))?;
-        Ok(WebhookDelivery {
-            message_id: self.message_id,
-            webhook_id: self.webhook_id,
-            event_id: self.event_id,
-            event_type: self.event_type.unwrap_or_default(),
-            status,
-            attempts: u32::try_from(self.attempts).unwrap_or(0),
-            last_status_code: self.last_status_code.and_then(|c| u16::try_from(c).ok()),
-            last_error: self.last_error,
-            last_attempt_at: opt_ts(self.last_attempt_at)?,
-            next_attempt_at: match status {
-                WebhookDeliveryStatus::Pending => Some(ts(self.next_attempt_at)?),
-                _ => None,
-            },
-            created_at: ts(self.created_at)?,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct ClaimedRow {
-    delivery_id: i64,
-    message_id: String,
-    webhook_id: String,
-    url: String,
-    secret: String,
-    attempts: i64,
-    #[sqlx(flatten)]
-    event: EventRow,
-}
-
-const WEBHOOK_COLUMNS: &str = "webhook_id, url, event_types, secret";
-
-fn event_types_json(event_types: Option<&[String]>) -> Result<String> {
-    let all = [ALL_EVENT_TYPES.to_owned()];
-    serde_json::to_string(event_types.unwrap_or(&all))
-        .map_err(|e| StoreError::Corrupt(format!("event types: {e}")))
-}
 
 impl SqliteStore {
     async fn find_webhook(
