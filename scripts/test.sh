@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, Rust unit and integration tests, and the official
-# Seam SDKs (npm `@seamapi/http`, npm `seamapi` v8, PyPI `seam`) run against a real Keyway.
+# Seam SDKs (npm `@seamapi/http`, npm `seamapi` v8, PyPI `seam`) run against a real Keyway, and
+# a Z-Wave lock through the real zwave-js driver and zwave-server on zwave-js' mock controller.
 # Installs what the SDK tests need (npm / pip packages) by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,8 @@ echo "==> official SDKs against keyway serve --seed"
 bash tests/sdk/run.sh
 echo "==> webhook deliveries verified by the official @seamapi/webhook"
 bash tests/webhooks/run.sh
+echo "==> a Z-Wave lock: zwave-js on its mock controller, Keyway through the official SDK, and the model test"
+bash tests/zwave/run.sh
 echo "==> keyway-client against Seam's fake"
 bash tests/fake-seam/run.sh
 echo "==> benchmark harness smoke run (tiny sizes; the real run is bench/run.sh)"

@@ -3,9 +3,11 @@
 //! `LockDriver` is all the engine knows of a lock: read the codes it holds, put a code, remove
 //! one. A driver answers `Ok` only once the lock confirmed the operation; anything it cannot
 //! vouch for is an error (a timeout means "unknown": the engine reads back and retries).
-//! Providers: `sandbox` (simulated locks whose memory lives in the store).
+//! Providers: `sandbox` (simulated locks whose memory lives in the store) and `zwave_js`
+//! (Z-Wave locks through a Z-Wave JS server).
 
 pub mod sandbox;
+pub mod zwave_js;
 
 use async_trait::async_trait;
 

@@ -34,6 +34,19 @@ pub struct DeviceProperties {
     pub online_access_codes_enabled: bool,
     pub offline_access_codes_enabled: bool,
     pub supports_offline_access_codes: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<DeviceModel>,
+    /// Between 0 and 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub battery_level: Option<f64>,
+}
+
+/// `properties.model`: what the device is, as its maker names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeviceModel {
+    pub display_name: String,
+    pub manufacturer_display_name: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,7 +18,8 @@ pub use access_code::{
 };
 pub use action_attempt::{ActionAttempt, ActionAttemptError, ActionAttemptStatus, ActionType};
 pub use device::{
-    CodeConstraint, ConnectedAccount, Device, DeviceError, DeviceProperties, DeviceWarning,
+    CodeConstraint, ConnectedAccount, Device, DeviceError, DeviceModel, DeviceProperties,
+    DeviceWarning,
 };
 pub use error::{ErrorBody, ErrorEnvelope};
 pub use event::{Event, EventType};

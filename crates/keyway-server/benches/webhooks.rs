@@ -122,6 +122,7 @@ async fn server(dir: &tempfile::TempDir) -> RunningServer {
             per_webhook_concurrency: PER_WEBHOOK,
             ..WebhookConfig::default()
         },
+        zwave_js: Default::default(),
     };
     keyway_server::start(config).await.expect("server starts")
 }

@@ -12,8 +12,9 @@ use axum::response::Response;
 use axum::Router;
 use keyway_core::{Clock, SystemClock};
 use keyway_drivers::sandbox::SandboxDriver;
+use keyway_drivers::zwave_js::{ZwaveJsConfig, ZwaveJsProvider};
 use keyway_drivers::LockDriver;
-use keyway_store::{DeviceRecord, Durability, Store, StoreOptions};
+use keyway_store::{DeviceRecord, Durability, Store, StoreOptions, SEED};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -39,6 +40,17 @@ pub struct ServerConfig {
     pub backup_pool_size: u32,
     pub engine: EngineConfig,
     pub webhooks: WebhookConfig,
+    pub zwave_js: ZwaveJsSettings,
+}
+
+/// Z-Wave JS servers to connect at start, and how to talk to them.
+#[derive(Debug, Clone, Default)]
+pub struct ZwaveJsSettings {
+    /// Servers (`ws://…`) to add as connected accounts of `workspace_id` (the seed workspace when
+    /// not given and seeding). Accounts already in the store are connected in any case.
+    pub urls: Vec<String>,
+    pub workspace_id: Option<String>,
+    pub driver: ZwaveJsConfig,
 }
 
 #[derive(Clone)]
@@ -54,12 +66,14 @@ pub struct AppState {
 
 struct ProviderDrivers {
     sandbox: Arc<SandboxDriver>,
+    zwave_js: Arc<ZwaveJsProvider>,
 }
 
 impl Drivers for ProviderDrivers {
     fn for_device(&self, device: &DeviceRecord) -> Option<Arc<dyn LockDriver>> {
         match device.provider.as_str() {
             "sandbox" => Some(self.sandbox.clone() as Arc<dyn LockDriver>),
+            crate::zwave::PROVIDER => Some(self.zwave_js.clone() as Arc<dyn LockDriver>),
             _ => None,
         }
     }
@@ -131,10 +145,31 @@ pub async fn start_with_clock(
         store.release_all_leases().await?;
     }
     let sandbox = Arc::new(SandboxDriver::new(Arc::new(store.clone())));
+    let zwave_js = Arc::new(ZwaveJsProvider::new(config.zwave_js.driver.clone()));
     let drivers = Arc::new(ProviderDrivers {
         sandbox: sandbox.clone(),
+        zwave_js: zwave_js.clone(),
     });
     let engine = Engine::new(store.clone(), drivers, clock.clone(), config.engine.clone());
+    if !config.zwave_js.urls.is_empty() {
+        // The seed workspace unless told otherwise.
+        let workspace_id = config
+            .zwave_js
+            .workspace_id
+            .clone()
+            .unwrap_or_else(|| SEED.seed_workspace_1.to_owned());
+        if store.get_workspace(&workspace_id).await?.is_none() {
+            anyhow::bail!(
+                "no workspace {workspace_id} for the Z-Wave JS servers: \
+                 give --zwave-js-workspace-id, or --seed for the seed workspace"
+            );
+        }
+        for url in &config.zwave_js.urls {
+            crate::zwave::add_account(&store, &workspace_id, url, clock.now()).await?;
+        }
+    }
+    let zwave_tasks =
+        crate::zwave::start(store.clone(), engine.clone(), clock.clone(), zwave_js).await?;
     let sender_clock = clock.clone();
     let state = AppState {
         store: store.clone(),
@@ -157,11 +192,9 @@ pub async fn start_with_clock(
     // Webhooks: a task of its own beside the engine, delivering the store's outbox.
     let webhook_sender = WebhookSender::new(store.clone(), sender_clock, config.webhooks.clone())?;
     let webhook_task = tokio::spawn(webhook_sender.run());
-    Ok(RunningServer {
-        addr,
-        store,
-        tasks: vec![server, engine_task, webhook_task],
-    })
+    let mut tasks = vec![server, engine_task, webhook_task];
+    tasks.extend(zwave_tasks);
+    Ok(RunningServer { addr, store, tasks })
 }
 
 pub fn router(state: AppState) -> Router {

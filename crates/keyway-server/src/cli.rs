@@ -13,9 +13,10 @@ use keyway_store::{DeviceCodeRules, Durability, NewWorkspace, Store, StoreOption
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 
-use crate::app::{open_store, ServerConfig};
+use crate::app::{open_store, ServerConfig, ZwaveJsSettings};
 use crate::engine::EngineConfig;
 use crate::webhooks::WebhookConfig;
+use keyway_drivers::zwave_js::ZwaveJsConfig;
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +38,9 @@ pub enum Command {
     /// Manage workspaces.
     #[command(subcommand)]
     Workspaces(WorkspacesCommand),
+    /// Manage the Z-Wave JS servers of a workspace.
+    #[command(subcommand, name = "zwave-js")]
+    ZwaveJs(ZwaveJsCommand),
     #[command(flatten)]
     Client(crate::commands::ClientCommand),
 }
@@ -45,6 +49,44 @@ pub enum Command {
 pub enum WorkspacesCommand {
     /// Create a workspace and print its API key (shown once, stored hashed).
     Create(CreateWorkspaceArgs),
+}
+
+#[derive(Subcommand)]
+pub enum ZwaveJsCommand {
+    /// Add a Z-Wave JS server to a workspace as a connected account (idempotent); a running
+    /// `keyway serve` picks it up at its next start.
+    Connect(ZwaveJsConnectArgs),
+}
+
+#[derive(Args)]
+pub struct ZwaveJsConnectArgs {
+    /// Workspace the server's locks belong to.
+    #[arg(long)]
+    pub workspace_id: String,
+    /// The server's websocket URL, e.g. ws://127.0.0.1:3000.
+    #[arg(long)]
+    pub url: String,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+/// Adds a Z-Wave JS server to a workspace; answers its connected account id.
+pub async fn connect_zwave_js(args: &ZwaveJsConnectArgs) -> anyhow::Result<String> {
+    let options = StoreOptions {
+        durability: args.storage.durability(),
+        ..args.storage.options()
+    };
+    let store = match &args.storage.database_url {
+        Some(url) => Store::open(url, &options).await?,
+        None => Store::open_dir(&args.storage.data_dir, &options).await?,
+    };
+    if store.get_workspace(&args.workspace_id).await?.is_none() {
+        anyhow::bail!("no workspace {}", args.workspace_id);
+    }
+    let account =
+        crate::zwave::add_account(&store, &args.workspace_id, &args.url, SystemClock.now()).await;
+    store.close().await;
+    account
 }
 
 #[derive(Args, Clone)]
@@ -123,6 +165,45 @@ pub struct ServeArgs {
     pub lease_secs: f64,
     #[command(flatten)]
     pub webhooks: WebhookArgs,
+    #[command(flatten)]
+    pub zwave_js: ZwaveJsArgs,
+}
+
+/// Z-Wave JS servers to connect.
+#[derive(Args)]
+pub struct ZwaveJsArgs {
+    /// A Z-Wave JS server (`ws://HOST:3000`) whose locks Keyway manages; repeat for several.
+    /// Added as a connected account of --zwave-js-workspace-id (or of the seed workspace).
+    #[arg(
+        long = "zwave-js-url",
+        env = "KEYWAY_ZWAVE_JS_URL",
+        value_delimiter = ','
+    )]
+    pub urls: Vec<String>,
+    /// Workspace the --zwave-js-url servers belong to (default: the seed workspace).
+    #[arg(long, env = "KEYWAY_ZWAVE_JS_WORKSPACE_ID")]
+    pub zwave_js_workspace_id: Option<String>,
+    /// Seconds a Z-Wave lock's slot table is trusted (kept current by its events) before a
+    /// read fetches every slot from the lock again.
+    #[arg(long, env = "KEYWAY_ZWAVE_JS_FULL_READ_SECS", default_value_t = 900)]
+    pub zwave_js_full_read_secs: u64,
+    /// Seconds to wait for one Z-Wave command's result.
+    #[arg(long, env = "KEYWAY_ZWAVE_JS_TIMEOUT_SECS", default_value_t = 15)]
+    pub zwave_js_timeout_secs: u64,
+}
+
+impl ZwaveJsArgs {
+    pub fn settings(&self) -> ZwaveJsSettings {
+        ZwaveJsSettings {
+            urls: self.urls.clone(),
+            workspace_id: self.zwave_js_workspace_id.clone(),
+            driver: ZwaveJsConfig {
+                request_timeout: Duration::from_secs(self.zwave_js_timeout_secs.max(1)),
+                full_read_interval: Duration::from_secs(self.zwave_js_full_read_secs.max(1)),
+                ..ZwaveJsConfig::default()
+            },
+        }
+    }
 }
 
 /// The webhook sender's flags.
@@ -191,6 +272,7 @@ impl ServeArgs {
                 ..EngineConfig::default()
             },
             webhooks: self.webhooks.config(),
+            zwave_js: self.zwave_js.settings(),
         }
     }
 }
@@ -231,6 +313,7 @@ pub async fn create_workspace(args: &CreateWorkspaceArgs) -> anyhow::Result<(Str
         backup_pool_size: 5,
         engine: EngineConfig::default(),
         webhooks: WebhookConfig::default(),
+        zwave_js: ZwaveJsSettings::default(),
     };
     let store: Store = open_store(&config).await?;
     let now = SystemClock.now();

@@ -10,6 +10,7 @@ pub mod error;
 pub mod params;
 pub mod routes;
 pub mod webhooks;
+pub mod zwave;
 
 pub use app::{start, start_with_clock, RunningServer, ServerConfig};
 pub use engine::EngineConfig;

@@ -4,7 +4,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use keyway_server::cli::{banner, create_workspace, Cli, Command, WorkspacesCommand};
+use keyway_server::cli::{
+    banner, connect_zwave_js, create_workspace, Cli, Command, WorkspacesCommand, ZwaveJsCommand,
+};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -35,6 +37,10 @@ async fn main() -> anyhow::Result<ExitCode> {
             let (workspace_id, api_key) = create_workspace(&args).await?;
             println!("workspace_id: {workspace_id}");
             println!("api_key: {api_key}");
+        }
+        Command::ZwaveJs(ZwaveJsCommand::Connect(args)) => {
+            let account_id = connect_zwave_js(&args).await?;
+            println!("connected_account_id: {account_id}");
         }
         Command::Client(command) => {
             return Ok(keyway_server::commands::run(cli.client, command).await);

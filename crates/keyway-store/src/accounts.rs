@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use keyway_core::policy::LockRules;
 use keyway_model::{
-    CodeConstraint, ConnectedAccount, Device, DeviceError, DeviceProperties, DeviceWarning,
-    Timestamp, Workspace,
+    CodeConstraint, ConnectedAccount, Device, DeviceError, DeviceModel, DeviceProperties,
+    DeviceWarning, Timestamp, Workspace,
 };
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +35,8 @@ pub struct DeviceRecord {
     pub manufacturer: String,
     pub code_rules: String,
     pub created_at: i64,
+    /// What the provider tells beyond name and rules (JSON [`crate::DeviceDetails`]).
+    pub details: Option<String>,
     /// Whether the lock answers (sandbox locks: their simulated connectivity).
     pub online: bool,
     /// The lock was removed from its account.
@@ -56,8 +58,18 @@ impl DeviceRecord {
         Ok(LockRules::from_properties(&self.properties()?))
     }
 
+    pub fn details(&self) -> Result<crate::DeviceDetails> {
+        match &self.details {
+            Some(details) => {
+                serde_json::from_str(details).map_err(|e| StoreError::Corrupt(e.to_string()))
+            }
+            None => Ok(Default::default()),
+        }
+    }
+
     pub fn properties(&self) -> Result<DeviceProperties> {
         let rules = self.code_rules()?;
+        let details = self.details()?;
         Ok(DeviceProperties {
             name: self.name.clone(),
             online: self.online && !self.account_disconnected && !self.removed,
@@ -72,6 +84,11 @@ impl DeviceRecord {
             online_access_codes_enabled: true,
             offline_access_codes_enabled: false,
             supports_offline_access_codes: false,
+            model: details.model.map(|display_name| DeviceModel {
+                display_name,
+                manufacturer_display_name: self.manufacturer.clone(),
+            }),
+            battery_level: details.battery_level,
         })
     }
 
@@ -221,6 +238,7 @@ pub(crate) fn account_type_display_name(account_type: &str) -> &str {
     match account_type {
         "august" => "August",
         "schlage" => "Schlage",
+        "zwave_js" => "Z-Wave JS",
         other => other,
     }
 }

@@ -6,7 +6,7 @@
 //! caller's workspace and never see another workspace's rows.
 //!
 //! The interface is a set of traits by area ([`AccountStore`], [`AccessCodeStore`],
-//! [`EngineStore`], [`EventStore`], [`SandboxStore`], and the driver's `SandboxMemory`), gathered
+//! [`EngineStore`], [`EventStore`], [`ProviderStore`], [`SandboxStore`], and the driver's `SandboxMemory`), gathered
 //! in [`Backend`]. Each backend implements all of them with its own SQL and its own migrations
 //! (`migrations/sqlite`, `migrations/postgres`):
 //!
@@ -22,6 +22,7 @@ mod accounts;
 mod engine;
 mod events;
 pub mod postgres;
+mod provider;
 mod rows;
 mod sandbox;
 mod seed;
@@ -47,6 +48,7 @@ pub use engine::{
     LockObservation, OutcomeRecord,
 };
 pub use events::{EventFilter, EventStore};
+pub use provider::{DeviceDetails, ProviderAccount, ProviderDevice, ProviderStore};
 pub use sandbox::SandboxStore;
 pub use seed::{SeedIds, SEED};
 pub use stats::StatsStore;
@@ -158,6 +160,7 @@ pub trait Backend:
     + AccessCodeStore
     + EngineStore
     + EventStore
+    + ProviderStore
     + SandboxStore
     + SandboxMemory
     + StatsStore

@@ -145,6 +145,7 @@ pub fn test_config(database: &TestDatabase) -> ServerConfig {
             poll: Duration::from_millis(200),
             ..WebhookConfig::default()
         },
+        zwave_js: Default::default(),
     }
 }
 
@@ -330,6 +331,61 @@ impl TestApp {
             .into_iter()
             .map(|c| c.code)
             .collect()
+    }
+
+    /// PINs of the unmanaged codes Keyway lists for a device, sorted.
+    pub async fn unmanaged_pins(&self, device_id: &str) -> Vec<String> {
+        let (_, unmanaged) = self
+            .get(
+                "/access_codes/unmanaged/list",
+                KEY1,
+                &[("device_id", device_id)],
+            )
+            .await;
+        let mut pins: Vec<String> = unmanaged["access_codes"]
+            .as_array()
+            .map(|codes| {
+                codes
+                    .iter()
+                    .map(|c| c["code"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        pins.sort();
+        pins
+    }
+
+    /// For the model-based tests: whether a managed code is as the model expects at
+    /// quiescence (gone, or holding `pin` and `set` / `unset`).
+    pub async fn check_code(
+        &self,
+        id: &str,
+        pin: &str,
+        on_lock: bool,
+        gone: bool,
+    ) -> Result<(), String> {
+        let (status, body) = self.get_code(id).await;
+        if gone {
+            return match status {
+                404 => Ok(()),
+                _ => Err(format!("{id} should be gone: {body}")),
+            };
+        }
+        if status != 200 {
+            return Err(format!("{id} was lost: {body}"));
+        }
+        let code = &body["access_code"];
+        if code["code"] != pin {
+            return Err(format!("{id} has PIN {} instead of {pin}", code["code"]));
+        }
+        let want = if on_lock { "set" } else { "unset" };
+        if code["status"] != want {
+            return Err(format!(
+                "{id} is {} instead of {want}: {code}",
+                code["status"]
+            ));
+        }
+        Ok(())
     }
 
     pub async fn event_types(&self, access_code_id: &str) -> Vec<String> {

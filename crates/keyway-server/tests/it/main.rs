@@ -17,3 +17,4 @@ mod multiple;
 mod tenancy;
 mod unmanaged;
 mod webhooks;
+mod zwave;

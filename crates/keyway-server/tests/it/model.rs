@@ -281,31 +281,8 @@ async fn run_seed(seed: u64, steps: usize) {
 }
 
 async fn check(app: &TestApp, model: &Model) -> Result<(), String> {
-    for (id, expected) in &model.codes {
-        let (status, body) = app.get_code(id).await;
-        if expected.gone {
-            if status != 404 {
-                return Err(format!("{id} should be gone: {body}"));
-            }
-            continue;
-        }
-        if status != 200 {
-            return Err(format!("{id} was lost: {body}"));
-        }
-        let code = &body["access_code"];
-        if code["code"] != expected.pin.as_str() {
-            return Err(format!(
-                "{id} has PIN {} instead of {}",
-                code["code"], expected.pin
-            ));
-        }
-        let want = if expected.on_lock { "set" } else { "unset" };
-        if code["status"] != want {
-            return Err(format!(
-                "{id} is {} instead of {want}: {code}",
-                code["status"]
-            ));
-        }
+    for (id, e) in &model.codes {
+        app.check_code(id, &e.pin, e.on_lock, e.gone).await?;
     }
     for device in DEVICES {
         let mut lock = app.lock_pins(device).await;
@@ -337,23 +314,7 @@ async fn check(app: &TestApp, model: &Model) -> Result<(), String> {
                 return Err(format!("{device} still holds {} of {id}", e.pin));
             }
         }
-        let (_, unmanaged) = app
-            .get(
-                "/access_codes/unmanaged/list",
-                KEY1,
-                &[("device_id", device)],
-            )
-            .await;
-        let mut listed: Vec<String> = unmanaged["access_codes"]
-            .as_array()
-            .map(|codes| {
-                codes
-                    .iter()
-                    .map(|c| c["code"].as_str().unwrap_or_default().to_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        listed.sort();
+        let listed = app.unmanaged_pins(device).await;
         if listed != expected_unmanaged {
             return Err(format!(
                 "{device}: unmanaged {listed:?}, lock leaves {expected_unmanaged:?}"

@@ -12,8 +12,8 @@ use crate::{hash_api_key, json, new_id, Page, Result, StoreError};
 
 pub(crate) const DEVICE_SELECT: &str = "SELECT d.seq, d.device_id, d.workspace_id, \
     d.connected_account_id, d.provider, d.device_type, d.name, d.manufacturer, d.code_rules, \
-    d.created_at, COALESCE(s.online, TRUE) AS online, COALESCE(s.removed, FALSE) AS removed, \
-    COALESCE(s.locked, TRUE) AS locked, a.disconnected AS account_disconnected, \
+    d.created_at, d.details, COALESCE(s.online, d.online, TRUE) AS online, COALESCE(s.removed, FALSE) AS removed, \
+    COALESCE(s.locked, d.locked, TRUE) AS locked, a.disconnected AS account_disconnected, \
     d.backup_pool_size, \
     (SELECT COUNT(*) FROM access_codes b WHERE b.device_id = d.device_id AND b.is_backup \
         AND b.pulled_for_access_code_id IS NULL AND NOT b.deleted AND b.status = 'set') \

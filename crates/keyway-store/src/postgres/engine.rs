@@ -230,6 +230,11 @@ impl EngineStore for PgStore {
                 .bind(&device.device_id)
                 .execute(&mut *tx)
                 .await?;
+            // A lock of a real provider: what it said last, until it reports again.
+            sqlx::query("UPDATE devices SET locked = FALSE WHERE device_id = $1")
+                .bind(&device.device_id)
+                .execute(&mut *tx)
+                .await?;
             let mut payload = serde_json::json!({
                 "method": "keycode",
                 "action_attempt_id": attempt.action_attempt_id,

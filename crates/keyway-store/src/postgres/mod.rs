@@ -20,6 +20,7 @@ mod access_codes;
 mod accounts;
 mod engine;
 mod events;
+mod provider;
 mod sandbox;
 mod stats;
 mod webhooks;

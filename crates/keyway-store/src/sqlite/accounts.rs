@@ -12,7 +12,7 @@ use crate::{hash_api_key, new_id, Page, Result, StoreError};
 
 pub(crate) const DEVICE_SELECT: &str = "SELECT d.seq, d.device_id, d.workspace_id, \
     d.connected_account_id, d.provider, d.device_type, d.name, d.manufacturer, d.code_rules, \
-    d.created_at, COALESCE(s.online, 1) AS online, COALESCE(s.removed, 0) AS removed, COALESCE(s.locked, 1) AS locked, \
+    d.created_at, d.details, COALESCE(s.online, d.online, 1) AS online, COALESCE(s.removed, 0) AS removed, COALESCE(s.locked, d.locked, 1) AS locked, \
     a.disconnected AS account_disconnected, d.backup_pool_size, \
     (SELECT COUNT(*) FROM access_codes b WHERE b.device_id = d.device_id AND b.is_backup = 1 \
         AND b.pulled_for_access_code_id IS NULL AND b.deleted = 0 AND b.status = 'set') \

@@ -244,6 +244,11 @@ impl EngineStore for SqliteStore {
                 .bind(&device.device_id)
                 .execute(&mut *tx)
                 .await?;
+            // A lock of a real provider: what it said last, until it reports again.
+            sqlx::query("UPDATE devices SET locked = 0 WHERE device_id = ?")
+                .bind(&device.device_id)
+                .execute(&mut *tx)
+                .await?;
             let mut payload = serde_json::json!({
                 "method": "keycode",
                 "action_attempt_id": attempt.action_attempt_id,
