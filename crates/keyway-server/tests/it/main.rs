@@ -18,3 +18,4 @@ mod tenancy;
 mod unmanaged;
 mod webhooks;
 mod zwave;
+mod zwave_link;
