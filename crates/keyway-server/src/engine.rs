@@ -173,16 +173,20 @@ impl Engine {
 
     #[instrument(skip(self), fields(device_id = %device_id))]
     async fn work_device(&self, device_id: &str) -> keyway_store::Result<()> {
+        // The dispatcher has just claimed the device; later rounds renew the lease.
+        let mut claimed = true;
         loop {
             let now = self.clock.now();
             let until = lease_end(now, self.config.lease);
-            if !self
-                .store
-                .claim_device(device_id, &self.owner, now, until)
-                .await?
+            if !claimed
+                && !self
+                    .store
+                    .claim_device(device_id, &self.owner, now, until)
+                    .await?
             {
                 return Ok(());
             }
+            claimed = false;
             let jobs = self
                 .store
                 .due_jobs(device_id, now, self.config.batch)
@@ -202,12 +206,9 @@ impl Engine {
                     None
                 }
             };
-            self.store.delete_jobs(&job_ids).await?;
-            if let Some((at, failed_reads)) = next_read {
-                self.store
-                    .schedule_read(device_id, at, failed_reads)
-                    .await?;
-            }
+            self.store
+                .finish_jobs(device_id, &job_ids, next_read)
+                .await?;
             let _ = self.synced.send(device_id.to_owned());
         }
     }
@@ -256,11 +257,9 @@ impl Engine {
             Ok(lock) => lock,
             Err(error) => {
                 let mut records = Vec::with_capacity(work.len());
-                for (id, attempts) in work {
-                    if let Some(code) = self.store.engine_code(&id).await? {
-                        let removal = code_target(&code, now) != Target::OnLock;
-                        records.push(self.retry_later(&code, attempts, removal, &error));
-                    }
+                for (code, attempts) in self.codes_of(&work).await? {
+                    let removal = code_target(&code, now) != Target::OnLock;
+                    records.push(self.retry_later(&code, attempts, removal, &error));
                 }
                 self.store.record_outcomes(device, records, now).await?;
                 let backoff = self
@@ -317,12 +316,7 @@ impl Engine {
             })
             .collect();
         self.store.observe_lock(device, &observed, now).await?;
-        let mut codes = Vec::with_capacity(work.len());
-        for (id, attempts) in work {
-            if let Some(code) = self.store.engine_code(&id).await? {
-                codes.push((code, attempts));
-            }
-        }
+        let mut codes = self.codes_of(&work).await?;
         // Removals first, so that a PIN leaving the lock frees its place for the next one.
         codes.sort_by_key(|(code, _)| code_target(code, now) == Target::OnLock);
         let reserved = self.store.reserved_slots(&device.device_id).await?;
@@ -361,6 +355,25 @@ impl Engine {
             at_offset(self.clock.now(), jittered(self.config.poll_interval))
         };
         Ok((next_read, 0))
+    }
+
+    /// The codes of a batch's work (those still there), each with its attempts, in work order.
+    async fn codes_of(
+        &self,
+        work: &[(String, i64)],
+    ) -> keyway_store::Result<Vec<(EngineCode, i64)>> {
+        let ids: Vec<String> = work.iter().map(|(id, _)| id.clone()).collect();
+        let mut found: std::collections::HashMap<String, EngineCode> = self
+            .store
+            .engine_codes(&ids)
+            .await?
+            .into_iter()
+            .map(|code| (code.access_code_id.clone(), code))
+            .collect();
+        Ok(work
+            .iter()
+            .filter_map(|(id, attempts)| found.remove(id).map(|code| (code, *attempts)))
+            .collect())
     }
 
     /// Carries out one driver operation; answers what to record and whether the lock changed.

@@ -23,6 +23,21 @@ pub struct DeviceCodeRules {
     pub supports_backup_access_code_pool: bool,
 }
 
+impl DeviceCodeRules {
+    /// The rules a lock enforces on PINs, from its stored code rules.
+    pub fn lock_rules(&self) -> LockRules {
+        LockRules {
+            supported_code_lengths: self.supported_code_lengths.clone(),
+            max_active_codes: self.max_active_codes_supported,
+            constraints: self
+                .code_constraints
+                .iter()
+                .map(|c| c.constraint_type.clone())
+                .collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeviceRecord {
     pub seq: i64,
@@ -55,7 +70,7 @@ impl DeviceRecord {
     }
 
     pub fn lock_rules(&self) -> Result<LockRules> {
-        Ok(LockRules::from_properties(&self.properties()?))
+        Ok(self.code_rules()?.lock_rules())
     }
 
     pub fn details(&self) -> Result<crate::DeviceDetails> {

@@ -15,7 +15,7 @@ use crate::accounts::DeviceRecord;
 use crate::rows::{opt_ts, AccessCodeRow};
 use crate::Result;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
 pub struct DeviceJob {
     pub job_id: i64,
     pub access_code_id: Option<String>,
@@ -101,11 +101,12 @@ pub enum CodeOutcome {
 }
 
 /// A code confirmed on its lock, as the reconciliation compares it.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
 pub struct ConfirmedCode {
     pub access_code_id: String,
     pub slot: i64,
     pub confirmed_code: String,
+    #[serde(deserialize_with = "crate::rows::flag")]
     pub is_external_modification_allowed: bool,
 }
 
@@ -199,6 +200,15 @@ pub trait EngineStore: Send + Sync {
 
     async fn delete_jobs(&self, job_ids: &[i64]) -> Result<()>;
 
+    /// Ends a batch in one transaction: deletes its jobs and, when given, makes sure the lock
+    /// is read back at `at` at the latest (after `attempts` failed reads).
+    async fn finish_jobs(
+        &self,
+        device_id: &str,
+        job_ids: &[i64],
+        next_read: Option<(Timestamp, i64)>,
+    ) -> Result<()>;
+
     /// Queues work for a device (a read-back when `access_code_id` is `None`).
     async fn enqueue_job(
         &self,
@@ -219,6 +229,9 @@ pub trait EngineStore: Send + Sync {
     async fn engine_device(&self, device_id: &str) -> Result<Option<DeviceRecord>>;
 
     async fn engine_code(&self, access_code_id: &str) -> Result<Option<EngineCode>>;
+
+    /// Several codes at once (those that exist), for one batch.
+    async fn engine_codes(&self, access_code_ids: &[String]) -> Result<Vec<EngineCode>>;
 
     /// Records the outcomes of an engine batch for one device, in one transaction: each
     /// code's new state and events, and when to look at it next.

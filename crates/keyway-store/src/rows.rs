@@ -8,6 +8,27 @@ use keyway_model::{
 
 use crate::{Result, StoreError};
 
+/// A boolean written by SQLite's JSON functions (0/1), or a JSON boolean.
+pub(crate) fn flag<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    struct Flag;
+    impl serde::de::Visitor<'_> for Flag {
+        type Value = bool;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a boolean or 0/1")
+        }
+        fn visit_bool<E>(self, value: bool) -> Result<bool, E> {
+            Ok(value)
+        }
+        fn visit_i64<E>(self, value: i64) -> Result<bool, E> {
+            Ok(value != 0)
+        }
+        fn visit_u64<E>(self, value: u64) -> Result<bool, E> {
+            Ok(value != 0)
+        }
+    }
+    deserializer.deserialize_any(Flag)
+}
+
 pub(crate) fn ts(millis: i64) -> Result<Timestamp> {
     Timestamp::from_millis(millis).ok_or_else(|| StoreError::Corrupt(format!("time {millis}")))
 }
@@ -16,33 +37,43 @@ pub(crate) fn opt_ts(millis: Option<i64>) -> Result<Option<Timestamp>> {
     millis.map(ts).transpose()
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// An access code as stored. Also read from JSON (`serde`), for SQLite lists fetched as one
+/// aggregated row; SQLite's JSON writes booleans as 0/1, hence `flag`.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
 pub(crate) struct AccessCodeRow {
     pub seq: i64,
     pub access_code_id: String,
     pub workspace_id: String,
     pub device_id: String,
+    #[serde(deserialize_with = "flag")]
     pub is_managed: bool,
     pub name: Option<String>,
     pub code: Option<String>,
     #[sqlx(rename = "type")]
+    #[serde(rename = "type")]
     pub kind: String,
     pub starts_at: Option<i64>,
     pub ends_at: Option<i64>,
     pub status: String,
+    #[serde(deserialize_with = "flag")]
     pub deleted: bool,
     pub slot: Option<i64>,
     pub confirmed_code: Option<String>,
     pub errors: String,
     pub warnings: String,
+    #[serde(deserialize_with = "flag")]
     pub is_external_modification_allowed: bool,
+    #[serde(deserialize_with = "flag")]
     pub is_one_time_use: bool,
+    #[serde(deserialize_with = "flag")]
     pub is_offline_access_code: bool,
     pub common_code_key: Option<String>,
     pub pending_since: Option<i64>,
     pub created_at: i64,
+    #[serde(deserialize_with = "flag")]
     pub is_backup: bool,
     pub pulled_backup_access_code_id: Option<String>,
+    #[serde(deserialize_with = "flag")]
     pub is_backup_access_code_available: bool,
 }
 

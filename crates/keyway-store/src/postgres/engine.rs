@@ -99,18 +99,12 @@ impl EngineStore for PgStore {
     }
 
     async fn schedule_read(&self, device_id: &str, at: Timestamp, attempts: i64) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO device_jobs (device_id, access_code_id, run_after, attempts, created_at)
-             VALUES ($1, NULL, $2, $3, $2)
-             ON CONFLICT (device_id) WHERE access_code_id IS NULL AND action IS NULL AND NOT taken
-             DO UPDATE SET run_after = excluded.run_after, attempts = excluded.attempts
-                WHERE device_jobs.run_after > excluded.run_after",
-        )
-        .bind(device_id)
-        .bind(at.millis())
-        .bind(attempts)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(SCHEDULE_READ)
+            .bind(device_id)
+            .bind(at.millis())
+            .bind(attempts)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -386,6 +380,29 @@ impl EngineStore for PgStore {
         Ok(())
     }
 
+    async fn finish_jobs(
+        &self,
+        device_id: &str,
+        job_ids: &[i64],
+        next_read: Option<(Timestamp, i64)>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM device_jobs WHERE job_id = ANY($1)")
+            .bind(job_ids)
+            .execute(&mut *tx)
+            .await?;
+        if let Some((at, attempts)) = next_read {
+            sqlx::query(SCHEDULE_READ)
+                .bind(device_id)
+                .bind(at.millis())
+                .bind(attempts)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn enqueue_job(
         &self,
         device_id: &str,
@@ -467,6 +484,18 @@ impl EngineStore for PgStore {
             .fetch_optional(&self.pool)
             .await?;
         row.map(EngineCode::from_row).transpose()
+    }
+
+    async fn engine_codes(&self, access_code_ids: &[String]) -> Result<Vec<EngineCode>> {
+        let sql = format!(
+            "SELECT {CODE_COLUMNS} FROM access_codes WHERE access_code_id = ANY($1)
+             AND (is_managed OR deleted)"
+        );
+        let rows: Vec<AccessCodeRow> = sqlx::query_as(&sql)
+            .bind(access_code_ids)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(EngineCode::from_row).collect()
     }
 
     async fn record_outcomes(
@@ -728,3 +757,11 @@ async fn settle_attempts(tx: &mut Transaction<'_, Postgres>, access_code_id: &st
     }
     Ok(())
 }
+
+/// Makes sure a device has a read-back job due at `$2` at the latest (`$3` failed reads so far).
+const SCHEDULE_READ: &str =
+    "INSERT INTO device_jobs (device_id, access_code_id, run_after, attempts, created_at)
+     VALUES ($1, NULL, $2, $3, $2)
+     ON CONFLICT (device_id) WHERE access_code_id IS NULL AND action IS NULL AND NOT taken
+     DO UPDATE SET run_after = excluded.run_after, attempts = excluded.attempts
+        WHERE device_jobs.run_after > excluded.run_after";

@@ -8,7 +8,7 @@ use sqlx::{Sqlite, Transaction};
 
 use super::access_codes::{
     fetch_code, insert_attempt, insert_event, insert_event_with, insert_job, resolve_attempt,
-    CODE_COLUMNS,
+    CODE_COLUMNS, CODE_JSON,
 };
 use super::SqliteStore;
 use crate::accounts::DeviceRecord;
@@ -23,14 +23,17 @@ use crate::{json, new_id, Result, StoreError};
 #[async_trait]
 impl EngineStore for SqliteStore {
     async fn confirmed_codes(&self, device_id: &str) -> Result<Vec<ConfirmedCode>> {
-        Ok(sqlx::query_as(
-            "SELECT access_code_id, slot, confirmed_code, is_external_modification_allowed
+        let rows: String = sqlx::query_scalar(
+            "SELECT json_group_array(json_object('access_code_id', access_code_id, 'slot', slot,
+                'confirmed_code', confirmed_code,
+                'is_external_modification_allowed', is_external_modification_allowed))
              FROM access_codes WHERE device_id = ? AND is_managed = 1 AND status = 'set'
              AND deleted = 0 AND slot IS NOT NULL AND confirmed_code IS NOT NULL",
         )
         .bind(device_id)
-        .fetch_all(&self.reader)
-        .await?)
+        .fetch_one(&self.reader)
+        .await?;
+        super::json_rows(&rows)
     }
 
     async fn record_external_change(
@@ -97,36 +100,7 @@ impl EngineStore for SqliteStore {
 
     async fn schedule_read(&self, device_id: &str, at: Timestamp, attempts: i64) -> Result<()> {
         let mut tx = self.writer.begin().await?;
-        let existing: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT job_id, run_after FROM device_jobs WHERE device_id = ? AND access_code_id IS NULL
-             AND action IS NULL ORDER BY run_after LIMIT 1",
-        )
-        .bind(device_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        match existing {
-            Some((job_id, run_after)) if run_after > at.millis() => {
-                sqlx::query("UPDATE device_jobs SET run_after = ?, attempts = ? WHERE job_id = ?")
-                    .bind(at.millis())
-                    .bind(attempts)
-                    .bind(job_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            Some(_) => {}
-            None => {
-                sqlx::query(
-                    "INSERT INTO device_jobs (device_id, access_code_id, run_after, attempts, created_at)
-                     VALUES (?, NULL, ?, ?, ?)",
-                )
-                .bind(device_id)
-                .bind(at.millis())
-                .bind(attempts)
-                .bind(at.millis())
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
+        schedule_read_in(&mut tx, device_id, at, attempts).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -372,15 +346,19 @@ impl EngineStore for SqliteStore {
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<DeviceJob>> {
-        Ok(sqlx::query_as(
-            "SELECT job_id, access_code_id, attempts, action, action_attempt_id FROM device_jobs
-             WHERE device_id = ? AND run_after <= ? ORDER BY run_after, job_id LIMIT ?",
+        let rows: String = sqlx::query_scalar(
+            "SELECT json_group_array(json_object('job_id', job_id, 'access_code_id', access_code_id,
+                'attempts', attempts, 'action', action, 'action_attempt_id', action_attempt_id)
+                ORDER BY run_after, job_id)
+             FROM (SELECT * FROM device_jobs WHERE device_id = ? AND run_after <= ?
+                ORDER BY run_after, job_id LIMIT ?)",
         )
         .bind(device_id)
         .bind(now.millis())
         .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?)
+        .fetch_one(&self.reader)
+        .await?;
+        super::json_rows(&rows)
     }
 
     async fn delete_jobs(&self, job_ids: &[i64]) -> Result<()> {
@@ -389,6 +367,25 @@ impl EngineStore for SqliteStore {
             .bind(ids)
             .execute(&self.writer)
             .await?;
+        Ok(())
+    }
+
+    async fn finish_jobs(
+        &self,
+        device_id: &str,
+        job_ids: &[i64],
+        next_read: Option<(Timestamp, i64)>,
+    ) -> Result<()> {
+        let ids = serde_json::to_string(job_ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("DELETE FROM device_jobs WHERE job_id IN (SELECT value FROM json_each(?))")
+            .bind(ids)
+            .execute(&mut *tx)
+            .await?;
+        if let Some((at, attempts)) = next_read {
+            schedule_read_in(&mut tx, device_id, at, attempts).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -454,6 +451,25 @@ impl EngineStore for SqliteStore {
             .fetch_optional(&self.reader)
             .await?;
         row.map(EngineCode::from_row).transpose()
+    }
+
+    async fn engine_codes(&self, access_code_ids: &[String]) -> Result<Vec<EngineCode>> {
+        let ids = serde_json::to_string(access_code_ids)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let sql = format!(
+            "SELECT json_group_array(json_object({CODE_JSON})) FROM (
+                SELECT {CODE_COLUMNS} FROM access_codes
+                WHERE access_code_id IN (SELECT value FROM json_each(?))
+                AND (is_managed = 1 OR deleted = 1))"
+        );
+        let rows: String = sqlx::query_scalar(&sql)
+            .bind(ids)
+            .fetch_one(&self.reader)
+            .await?;
+        super::json_rows::<AccessCodeRow>(&rows)?
+            .into_iter()
+            .map(EngineCode::from_row)
+            .collect()
     }
 
     async fn record_outcomes(
@@ -711,6 +727,46 @@ async fn settle_attempts(tx: &mut Transaction<'_, Sqlite>, access_code_id: &str)
     for (attempt_id, action_type) in pending {
         if action_type != ActionType::DeleteAccessCode.as_str() {
             resolve_attempt(tx, &attempt_id, Ok(result.clone())).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes sure the lock is read back at `at` at the latest (the body of `schedule_read`).
+async fn schedule_read_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    device_id: &str,
+    at: Timestamp,
+    attempts: i64,
+) -> Result<()> {
+    let existing: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT job_id, run_after FROM device_jobs WHERE device_id = ? AND access_code_id IS NULL
+         AND action IS NULL ORDER BY run_after LIMIT 1",
+    )
+    .bind(device_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    match existing {
+        Some((job_id, run_after)) if run_after > at.millis() => {
+            sqlx::query("UPDATE device_jobs SET run_after = ?, attempts = ? WHERE job_id = ?")
+                .bind(at.millis())
+                .bind(attempts)
+                .bind(job_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Some(_) => {}
+        None => {
+            sqlx::query(
+                "INSERT INTO device_jobs (device_id, access_code_id, run_after, attempts, created_at)
+                 VALUES (?, NULL, ?, ?, ?)",
+            )
+            .bind(device_id)
+            .bind(at.millis())
+            .bind(attempts)
+            .bind(at.millis())
+            .execute(&mut **tx)
+            .await?;
         }
     }
     Ok(())

@@ -8,6 +8,7 @@ mod access_codes;
 mod accounts;
 mod engine;
 mod events;
+mod group;
 mod provider;
 mod sandbox;
 mod stats;
@@ -28,6 +29,8 @@ pub struct SqliteStore {
     reader: SqlitePool,
     /// Raised when the writer queues a webhook delivery (see `webhooks`).
     outbox: Arc<tokio::sync::Notify>,
+    /// Sandbox slot writes, committed in groups.
+    slot_writes: group::SlotWrites,
 }
 
 impl SqliteStore {
@@ -59,6 +62,7 @@ impl SqliteStore {
             .connect_with(connect.read_only(true))
             .await?;
         Ok(SqliteStore {
+            slot_writes: group::SlotWrites::start(writer.clone()),
             writer,
             reader,
             outbox,
@@ -81,4 +85,11 @@ impl Backend for SqliteStore {
         self.writer.close().await;
         self.reader.close().await;
     }
+}
+
+/// Rows fetched as one JSON array (`json_group_array(json_object(…))`): sqlx hands every row
+/// over from its connection thread one at a time, so a list of n rows costs n thread hand-offs;
+/// aggregated, it costs one.
+pub(crate) fn json_rows<T: serde::de::DeserializeOwned>(array: &str) -> Result<Vec<T>> {
+    serde_json::from_str(array).map_err(|e| crate::StoreError::Corrupt(e.to_string()))
 }

@@ -79,12 +79,14 @@ impl SandboxStore for SqliteStore {
 }
 
 async fn load_slots(store: &SqliteStore, device_id: &str) -> Result<Vec<LockCode>> {
-    let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(
-        "SELECT slot, code, name FROM sandbox_slots WHERE device_id = ? ORDER BY slot",
+    let rows: String = sqlx::query_scalar(
+        "SELECT json_group_array(json_array(slot, code, name) ORDER BY slot)
+         FROM sandbox_slots WHERE device_id = ?",
     )
     .bind(device_id)
-    .fetch_all(&store.reader)
+    .fetch_one(&store.reader)
     .await?;
+    let rows: Vec<(i64, String, Option<String>)> = super::json_rows(&rows)?;
     Ok(rows
         .into_iter()
         .filter_map(|(slot, code, name)| {
@@ -98,8 +100,10 @@ async fn load_slots(store: &SqliteStore, device_id: &str) -> Result<Vec<LockCode
 #[async_trait]
 impl SandboxMemory for SqliteStore {
     async fn load(&self, device_id: &str) -> Result<Option<SandboxLock>, String> {
-        let lock: Option<(bool, bool, i64, i64, bool)> = sqlx::query_as(
-            "SELECT s.online AND NOT a.disconnected, s.removed, s.fail_next, s.delay_ms, s.locked
+        // One query for the lock and its rules, one for its slots.
+        let lock: Option<(bool, bool, i64, i64, bool, String)> = sqlx::query_as(
+            "SELECT s.online AND NOT a.disconnected, s.removed, s.fail_next, s.delay_ms, s.locked,
+                d.code_rules
              FROM sandbox_locks s JOIN devices d ON d.device_id = s.device_id
              JOIN connected_accounts a ON a.connected_account_id = d.connected_account_id
              WHERE s.device_id = ?",
@@ -108,15 +112,12 @@ impl SandboxMemory for SqliteStore {
         .fetch_optional(&self.reader)
         .await
         .map_err(|e| e.to_string())?;
-        let Some((online, removed, fail_next, delay_ms, locked)) = lock else {
+        let Some((online, removed, fail_next, delay_ms, locked, rules)) = lock else {
             return Ok(None);
         };
-        let device = self
-            .device_by_id(device_id)
-            .await
+        let rules = serde_json::from_str::<crate::DeviceCodeRules>(&rules)
             .map_err(|e| e.to_string())?
-            .ok_or("sandbox lock without device")?;
-        let rules = device.lock_rules().map_err(|e| e.to_string())?;
+            .lock_rules();
         let slots = load_slots(self, device_id)
             .await
             .map_err(|e| e.to_string())?;
@@ -158,36 +159,6 @@ impl SandboxMemory for SqliteStore {
         slot: u32,
         code: Option<(&str, Option<&str>)>,
     ) -> Result<(), String> {
-        let write = async {
-            let mut tx = self.writer.begin().await?;
-            match code {
-                Some((code, name)) => {
-                    sqlx::query(
-                        "INSERT INTO sandbox_slots (device_id, slot, code, name) VALUES (?, ?, ?, ?)
-                         ON CONFLICT (device_id, slot) DO UPDATE SET code = excluded.code,
-                            name = excluded.name",
-                    )
-                    .bind(device_id)
-                    .bind(i64::from(slot))
-                    .bind(code)
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                None => {
-                    sqlx::query("DELETE FROM sandbox_slots WHERE device_id = ? AND slot = ?")
-                        .bind(device_id)
-                        .bind(i64::from(slot))
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
-            sqlx::query("UPDATE sandbox_locks SET operations = operations + 1 WHERE device_id = ?")
-                .bind(device_id)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await
-        };
-        write.await.map_err(|e: sqlx::Error| e.to_string())
+        self.slot_writes.write(device_id, slot, code).await
     }
 }
