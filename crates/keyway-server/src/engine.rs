@@ -23,7 +23,7 @@ use keyway_store::{
 };
 use rand::Rng;
 use tokio::sync::{broadcast, Notify, Semaphore};
-use tracing::{info, instrument, warn};
+use tracing::{debug, info, instrument, warn};
 
 /// Tunables of the engine.
 #[derive(Debug, Clone)]
@@ -135,19 +135,30 @@ impl Engine {
             {
                 let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
                 if !in_flight.insert(device_id.clone()) {
+                    debug!(device_id, "device still being worked on");
                     continue;
                 }
             }
             let until = lease_end(now, self.config.lease);
-            if !self
+            // Whatever the claim's outcome, the device leaves `in_flight` unless a worker takes
+            // it: an error here (the database just went away) must not mark it busy for good.
+            match self
                 .store
                 .claim_device(&device_id, &self.owner, now, until)
-                .await?
+                .await
             {
-                self.finish(&device_id);
-                continue;
+                Ok(true) => {}
+                Ok(false) => {
+                    self.finish(&device_id);
+                    continue;
+                }
+                Err(error) => {
+                    self.finish(&device_id);
+                    return Err(error);
+                }
             }
             let Ok(permit) = self.permits.clone().acquire_owned().await else {
+                self.finish(&device_id);
                 return Ok(());
             };
             let engine = Arc::clone(self);

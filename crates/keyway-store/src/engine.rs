@@ -365,9 +365,10 @@ pub(crate) fn gone_attempt_outcome(
 }
 
 /// A code of a device that sits in a known slot, as `observe_lock` compares it with the lock.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, sqlx::FromRow, serde::Deserialize)]
 pub(crate) struct KnownSlot {
     pub access_code_id: String,
+    #[serde(deserialize_with = "crate::rows::flag")]
     pub is_managed: bool,
     pub slot: Option<i64>,
     pub code: Option<String>,

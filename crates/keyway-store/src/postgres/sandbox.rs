@@ -99,8 +99,10 @@ async fn load_slots(store: &PgStore, device_id: &str) -> Result<Vec<LockCode>> {
 #[async_trait]
 impl SandboxMemory for PgStore {
     async fn load(&self, device_id: &str) -> Result<Option<SandboxLock>, String> {
-        let lock: Option<(bool, bool, i64, i64, bool)> = sqlx::query_as(
-            "SELECT s.online AND NOT a.disconnected, s.removed, s.fail_next, s.delay_ms, s.locked
+        // One query for the lock and its rules, one for its slots.
+        let lock: Option<(bool, bool, i64, i64, bool, String)> = sqlx::query_as(
+            "SELECT s.online AND NOT a.disconnected, s.removed, s.fail_next, s.delay_ms, s.locked,
+                d.code_rules
              FROM sandbox_locks s JOIN devices d ON d.device_id = s.device_id
              JOIN connected_accounts a ON a.connected_account_id = d.connected_account_id
              WHERE s.device_id = $1",
@@ -109,15 +111,12 @@ impl SandboxMemory for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| e.to_string())?;
-        let Some((online, removed, fail_next, delay_ms, locked)) = lock else {
+        let Some((online, removed, fail_next, delay_ms, locked, rules)) = lock else {
             return Ok(None);
         };
-        let device = self
-            .device_by_id(device_id)
-            .await
+        let rules = serde_json::from_str::<crate::DeviceCodeRules>(&rules)
             .map_err(|e| e.to_string())?
-            .ok_or("sandbox lock without device")?;
-        let rules = device.lock_rules().map_err(|e| e.to_string())?;
+            .lock_rules();
         let slots = load_slots(self, device_id)
             .await
             .map_err(|e| e.to_string())?;

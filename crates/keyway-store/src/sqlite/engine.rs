@@ -512,13 +512,16 @@ impl EngineStore for SqliteStore {
         slots: &[LockObservation],
         now: Timestamp,
     ) -> Result<()> {
-        let known: Vec<KnownSlot> = sqlx::query_as(
-            "SELECT access_code_id, is_managed, slot, code, confirmed_code FROM access_codes
-             WHERE device_id = ? AND slot IS NOT NULL",
+        let known: String = sqlx::query_scalar(
+            "SELECT json_group_array(json_object('access_code_id', access_code_id,
+                'is_managed', is_managed, 'slot', slot, 'code', code,
+                'confirmed_code', confirmed_code))
+             FROM access_codes WHERE device_id = ? AND slot IS NOT NULL",
         )
         .bind(&device.device_id)
-        .fetch_all(&self.reader)
+        .fetch_one(&self.reader)
         .await?;
+        let known: Vec<KnownSlot> = super::json_rows(&known)?;
         let changes = unmanaged_changes(&known, slots);
         if changes.is_empty() {
             return Ok(());
