@@ -102,7 +102,14 @@ failed=()
 log "end to end through @seamapi/http against $KEYWAY_URL"
 (cd "$DIR" && timeout -k 10 "$TEST_TIMEOUT" node --test --test-reporter=spec e2e.test.mjs) ||
   failed+=("SDK end-to-end")
+# The model test starts its own Keyway on the same lock: this one must be gone first.
 kill -TERM "$SERVER_PID" 2>/dev/null || true
+for _ in $(seq 100); do
+  kill -0 "$SERVER_PID" 2>/dev/null || break
+  sleep 0.1
+done
+kill -KILL "$SERVER_PID" 2>/dev/null || true
+SERVER_PID=""
 
 log "model-based test against the mock Z-Wave lock"
 (cd "$REPO_ROOT" && KEYWAY_ZWAVE_WS_URL="$ZW_WS_URL" KEYWAY_ZWAVE_CONTROL_URL="$ZW_CONTROL_URL" \

@@ -27,7 +27,8 @@ pub fn account_id(workspace_id: &str, url: &str) -> String {
     .to_string()
 }
 
-/// Adds (or re-points) the connected account of a Z-Wave JS server in a workspace.
+/// Adds the connected account of a Z-Wave JS server to a workspace (the same account for the
+/// same URL: adding it again changes nothing).
 pub async fn add_account(
     store: &Store,
     workspace_id: &str,
@@ -36,8 +37,13 @@ pub async fn add_account(
 ) -> anyhow::Result<String> {
     let parsed = reqwest::Url::parse(url)
         .map_err(|e| anyhow::anyhow!("invalid Z-Wave JS server URL {url:?}: {e}"))?;
-    if !matches!(parsed.scheme(), "ws" | "wss") {
-        anyhow::bail!("a Z-Wave JS server URL starts with ws:// or wss://, not {url:?}");
+    match parsed.scheme() {
+        "ws" => {}
+        "wss" => anyhow::bail!(
+            "Keyway speaks plain ws:// to Z-Wave JS servers (keep the server on a trusted network, \
+             or put a TLS terminator on Keyway's side): {url:?}"
+        ),
+        _ => anyhow::bail!("a Z-Wave JS server URL starts with ws://, not {url:?}"),
     }
     let account = ProviderAccount {
         workspace_id: workspace_id.to_owned(),
@@ -93,8 +99,11 @@ impl Sync {
         loop {
             let event = match events.recv().await {
                 Ok(event) => event,
-                // Missed events: take the whole network afresh.
-                Err(RecvError::Lagged(_)) => ZwaveEvent::Connected,
+                // Missed events: take the connection's state and the whole network afresh.
+                Err(RecvError::Lagged(_)) if self.connection.is_connected() => {
+                    ZwaveEvent::Connected
+                }
+                Err(RecvError::Lagged(_)) => ZwaveEvent::Disconnected,
                 Err(RecvError::Closed) => return,
             };
             if let Err(error) = self.handle(&event).await {
@@ -113,10 +122,16 @@ impl Sync {
         match event {
             ZwaveEvent::Connected => {
                 self.store.set_account_connected(account_id, true).await?;
+                let mut failed = None;
                 for node in self.connection.nodes() {
-                    self.sync_node(&node).await?;
-                    // Read every lock afresh: it may have changed while Keyway was away.
-                    self.read_back(node.node_id).await?;
+                    // One lock the store could not take does not keep the others out.
+                    if let Err(error) = self.on_connected(&node).await {
+                        warn!(node_id = node.node_id, %error, "could not record a Z-Wave lock");
+                        failed = Some(error);
+                    }
+                }
+                if let Some(error) = failed {
+                    return Err(error);
                 }
             }
             ZwaveEvent::Disconnected => {
@@ -138,6 +153,7 @@ impl Sync {
             ZwaveEvent::Keypad {
                 node_id,
                 slot,
+                pin,
                 unlocked,
             } => {
                 let device_id = self.device_id(*node_id);
@@ -148,15 +164,11 @@ impl Sync {
                     let Some(device) = self.store.engine_device(&device_id).await? else {
                         return Ok(());
                     };
-                    let pin = slot
-                        .and_then(|s| self.connection.slot(*node_id, s))
-                        .and_then(|s| s.pin().map(str::to_owned))
-                        .unwrap_or_default();
                     // Slot 0: the lock did not say which code; the unlock is still recorded.
                     self.store
                         .record_keypad_entry(
                             &device,
-                            &pin,
+                            pin.as_deref().unwrap_or_default(),
                             Some(slot.unwrap_or(0)),
                             self.clock.now(),
                         )
@@ -165,6 +177,16 @@ impl Sync {
             }
         }
         Ok(())
+    }
+
+    /// A lock seen at (re)connection: recorded, its waiting codes woken, and read afresh (it may
+    /// have changed while Keyway was away).
+    async fn on_connected(&self, node: &LockNode) -> anyhow::Result<()> {
+        self.sync_node(node).await?;
+        self.store
+            .wake_device(&self.device_id(node.node_id), self.clock.now())
+            .await?;
+        self.read_back(node.node_id).await
     }
 
     /// Records the node as a device; answers whether it is new.

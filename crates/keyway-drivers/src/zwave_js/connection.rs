@@ -52,6 +52,8 @@ struct Request {
 #[derive(Default)]
 struct Network {
     connected: bool,
+    /// Whether subscribers have heard how the connection stands (the first failure counts).
+    announced: bool,
     nodes: HashMap<u32, LockNode>,
     /// When each node's slots were last all read from the lock; absent: a full read is due.
     full_read_at: HashMap<u32, Instant>,
@@ -171,7 +173,8 @@ impl Connection {
         }
         match network.nodes.get(&node_id) {
             None => Err(DriverError::NotFound),
-            Some(node) if !node.online() => Err(DriverError::Offline),
+            // Dead, or still being interviewed (zwave-js may wipe a lock's codes then).
+            Some(node) if !node.online() || !node.ready => Err(DriverError::Offline),
             Some(_) => Ok(()),
         }
     }
@@ -199,12 +202,24 @@ impl Connection {
                 .is_some_and(|s| s.contains(&slot))
     }
 
-    /// Whether the lock reported `slot`'s code as a duplicate since `since`.
-    pub fn duplicate_since(&self, node_id: u32, slot: u32, since: Instant) -> bool {
+    /// Whether the lock reported a duplicate code since `since` (one command at a time per
+    /// node: it is about the write in progress), and the slot it named.
+    pub fn duplicate_since(&self, node_id: u32, since: Instant) -> Option<u32> {
         self.network()
             .duplicates
-            .get(&(node_id, slot))
-            .is_some_and(|at| *at >= since)
+            .iter()
+            .filter(|((node, _), at)| *node == node_id && **at >= since)
+            .map(|((_, slot), _)| *slot)
+            .next()
+    }
+
+    /// Marks a slot as unknown until read again (before a write whose outcome may be lost).
+    pub fn mark_stale(&self, node_id: u32, slot: u32) {
+        self.network()
+            .stale
+            .entry(node_id)
+            .or_default()
+            .insert(slot);
     }
 
     /// Sends one command and waits for its result (`result` of a successful answer).
@@ -317,10 +332,18 @@ impl Connection {
             DriverError::Internal("node.get_state answered without a state".into())
         })?;
         let node = LockNode::from_state(state).ok_or(DriverError::NotFound)?;
+        // Slots the refresh did not reach (zwave-js gives up on a slot that times out, and
+        // skips all when a checksum matches) are read one by one before Keyway trusts them.
+        let unknown: BTreeSet<u32> = node
+            .slots
+            .iter()
+            .filter(|(_, s)| s.code.is_none() && s.status.is_none())
+            .map(|(n, _)| *n)
+            .collect();
         let mut network = self.network();
         network.nodes.insert(node_id, node);
         network.full_read_at.insert(node_id, started);
-        network.stale.remove(&node_id);
+        network.stale.insert(node_id, unknown);
         Ok(())
     }
 
@@ -359,14 +382,17 @@ impl Connection {
         network.full_read_at.clear();
         network.stale.clear();
         network.connected = true;
+        network.announced = true;
     }
 
+    /// Answers whether subscribers must hear of it (it was connected, or nobody was told yet).
     fn set_disconnected(&self) -> bool {
         let mut network = self.network();
-        let was = network.connected;
+        let tell = network.connected || !network.announced;
         network.connected = false;
+        network.announced = true;
         network.full_read_at.clear();
-        was
+        tell
     }
 
     /// Folds one server event into the node table and tells subscribers what matters.
@@ -476,12 +502,19 @@ impl Connection {
             return;
         }
         let kind = args.get("event").and_then(Value::as_u64).unwrap_or(0);
+        let slots = self
+            .network()
+            .nodes
+            .get(&node_id)
+            .map(|n| n.slot_count())
+            .unwrap_or(0);
+        // A user id outside the slots (0 is the master code on some locks) names no slot.
         let slot = args
             .get("parameters")
             .and_then(|p| p.get("userId"))
             .and_then(Value::as_u64)
             .and_then(|n| u32::try_from(n).ok())
-            .filter(|n| *n > 0);
+            .filter(|n| (1..=slots).contains(n));
         debug!(node_id, kind, ?slot, "access control notification");
         match kind {
             EV_CODE_ADDED | EV_CODE_DELETED => {
@@ -515,12 +548,31 @@ impl Connection {
             }
             EV_KEYPAD_LOCK | EV_KEYPAD_UNLOCK => {
                 let unlocked = kind == EV_KEYPAD_UNLOCK;
-                if let Some(node) = self.network().nodes.get_mut(&node_id) {
-                    node.locked = Some(!unlocked);
-                }
+                // The PIN of the slot now, before anything changes it.
+                let pin = {
+                    let mut network = self.network();
+                    let stale = slot.is_some_and(|s| {
+                        network
+                            .stale
+                            .get(&node_id)
+                            .is_some_and(|st| st.contains(&s))
+                    });
+                    let node = network.nodes.get_mut(&node_id);
+                    let pin = match (&node, slot, stale) {
+                        (Some(node), Some(s), false) => {
+                            node.slots.get(&s).and_then(|s| s.pin().map(str::to_owned))
+                        }
+                        _ => None,
+                    };
+                    if let Some(node) = node {
+                        node.locked = Some(!unlocked);
+                    }
+                    pin
+                };
                 self.emit(ZwaveEvent::Keypad {
                     node_id,
                     slot,
+                    pin,
                     unlocked,
                 });
             }
@@ -844,10 +896,12 @@ mod tests {
     fn keypad_notifications_mark_slots_for_reading() {
         let (connection, _task) = Connection::new("account", "ws://127.0.0.1:1", 4);
         let mut events = connection.subscribe();
-        connection.replace_nodes(&[json!({"nodeId": 2, "status": 4, "values": [
-            {"endpoint": 0, "commandClass": 99, "property": "userCode", "propertyKey": 1},
-            {"endpoint": 0, "commandClass": 99, "property": "userCode", "propertyKey": 2}
-        ]})]);
+        connection.replace_nodes(
+            &[json!({"nodeId": 2, "status": 4, "ready": true, "values": [
+                {"endpoint": 0, "commandClass": 99, "property": "userCode", "propertyKey": 1},
+                {"endpoint": 0, "commandClass": 99, "property": "userCode", "propertyKey": 2}
+            ]})],
+        );
         assert_eq!(
             connection.read_plan(2, Duration::from_secs(60)),
             ReadPlan::Full
@@ -881,15 +935,29 @@ mod tests {
             Ok(ZwaveEvent::Keypad {
                 node_id: 2,
                 slot: Some(1),
+                pin: None,
                 unlocked: true
             })
         ));
         let since = Instant::now();
+        assert_eq!(connection.duplicate_since(2, since), None);
         connection.on_event(
             &json!({"source": "node", "event": "notification", "nodeId": 2,
             "ccId": 113, "args": {"type": 6, "event": 15, "parameters": {"userId": 1}}}),
         );
-        assert!(connection.duplicate_since(2, 1, since));
+        assert_eq!(connection.duplicate_since(2, since), Some(1));
+        // A user id beyond the slots names none (and does not block reads).
+        connection.on_event(
+            &json!({"source": "node", "event": "notification", "nodeId": 2,
+            "ccId": 113, "args": {"type": 6, "event": 14, "parameters": {"userId": 250}}}),
+        );
+        assert!(matches!(
+            events.try_recv(),
+            Ok(ZwaveEvent::SlotChanged {
+                node_id: 2,
+                slot: None
+            })
+        ));
         connection.on_event(&json!({"source": "node", "event": "dead", "nodeId": 2}));
         assert_eq!(
             connection.check_reachable(2),

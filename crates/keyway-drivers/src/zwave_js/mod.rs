@@ -3,7 +3,8 @@
 //!
 //! Each connected account is one server; each node with User Code slots is one lock. Codes live
 //! in slots: a write counts only once the lock reports the slot's value back (a User Code Get
-//! after the Set), never on the write's status alone. The slot table is read in full on connect
+//! after the Set, or a read of the slot since its last change), never on the write's status
+//! alone; a PIN counts only in an enabled slot. The slot table is read in full on connect
 //! and every `full_read_interval`, kept current by value events in between, and the slots a
 //! keypad notification names are read again before Keyway trusts them.
 
@@ -43,10 +44,12 @@ pub enum ZwaveEvent {
         node_id: u32,
         slot: Option<u32>,
     },
-    /// Someone locked or unlocked at the keypad, with the code of `slot` if the lock said.
+    /// Someone locked or unlocked at the keypad, with the slot the lock named and the PIN that
+    /// slot held at that moment (if Keyway knew it).
     Keypad {
         node_id: u32,
         slot: Option<u32>,
+        pin: Option<String>,
         unlocked: bool,
     },
 }
@@ -176,10 +179,10 @@ impl LockDriver for ZwaveJsProvider {
         let _turn = connection.turn(node_id).await;
         connection.check_reachable(node_id)?;
         self.refresh(&connection, node_id).await?;
-        Ok(connection
+        connection
             .node(node_id)
             .map(|n| n.codes())
-            .unwrap_or_default())
+            .ok_or(DriverError::NotFound)
     }
 
     async fn put_code(
@@ -199,7 +202,7 @@ impl LockDriver for ZwaveJsProvider {
             None => lock
                 .slots
                 .iter()
-                .find(|(_, s)| s.pin().is_none())
+                .find(|(_, s)| s.is_free())
                 .map(|(n, _)| *n)
                 .ok_or(Refusal::NoSpace)?,
         };
@@ -211,18 +214,23 @@ impl LockDriver for ZwaveJsProvider {
             code: code.to_owned(),
             name: None,
         };
-        if lock.slots.get(&slot).and_then(Slot::pin) == Some(code) {
+        // The slot was read since anything could have changed it: it holds the code already.
+        if lock.slots.get(&slot).and_then(Slot::active_pin) == Some(code) {
             return Ok(confirmed);
         }
-        if let Some((other, _)) = lock
-            .slots
-            .iter()
-            .find(|(n, s)| **n != slot && s.pin() == Some(code))
-        {
-            return Err(Refusal::Duplicate { slot: *other }.into());
+        let holder = |lock: &LockNode| {
+            lock.slots
+                .iter()
+                .find(|(n, s)| **n != slot && s.pin() == Some(code))
+                .map(|(n, _)| *n)
+        };
+        if let Some(other) = holder(&lock) {
+            return Err(Refusal::Duplicate { slot: other }.into());
         }
         let timeout = self.config.request_timeout;
         let since = Instant::now();
+        // Until read back, nobody knows what the slot holds (the write may land late).
+        connection.mark_stale(node_id, slot);
         let outcome = connection
             .set_value(
                 node_id,
@@ -237,21 +245,35 @@ impl LockDriver for ZwaveJsProvider {
             SetOutcome::Unsupported(reason) => return Err(DriverError::Internal(reason)),
         }
         // The status only says the lock took the frame: read the slot back.
-        let read = connection.read_slot(node_id, slot, timeout).await?;
-        if read.pin() == Some(code) {
+        let mut read = connection.read_slot(node_id, slot, timeout).await?;
+        if read.pin() == Some(code) && read.active_pin().is_none() {
+            // Written into a disabled slot: zwave-js keeps its status. Enable it.
+            connection.mark_stale(node_id, slot);
+            connection
+                .set_value(
+                    node_id,
+                    json!({"commandClass": CC_USER_CODE, "property": "userIdStatus", "propertyKey": slot}),
+                    json!(1),
+                    timeout,
+                )
+                .await?;
+            read = connection.read_slot(node_id, slot, timeout).await?;
+        }
+        if read.active_pin() == Some(code) {
             return Ok(confirmed);
         }
-        if outcome == SetOutcome::Failed || connection.duplicate_since(node_id, slot, since) {
-            if connection.duplicate_since(node_id, slot, since) {
-                return Err(Refusal::Duplicate { slot }.into());
-            }
-            return Err(DriverError::Internal(
-                "the lock reported that it could not store the code".into(),
-            ));
+        if let Some(named) = connection.duplicate_since(node_id, since) {
+            // The lock said "duplicate": name the slot that holds the PIN if Keyway knows it.
+            let other = connection
+                .node(node_id)
+                .and_then(|lock| holder(&lock))
+                .unwrap_or(named);
+            return Err(Refusal::Duplicate { slot: other }.into());
         }
-        Err(DriverError::Internal(
-            "the lock accepted the code but does not hold it".into(),
-        ))
+        Err(DriverError::Internal(match outcome {
+            SetOutcome::Failed => "the lock reported that it could not store the code".into(),
+            _ => "the lock accepted the code but does not hold it".into(),
+        }))
     }
 
     async fn set_locked(&self, device_id: &str, locked: bool) -> Result<(), DriverError> {
@@ -295,10 +317,11 @@ impl LockDriver for ZwaveJsProvider {
         if slot == 0 || slot > lock.slot_count() {
             return Ok(());
         }
-        if lock.slots.get(&slot).and_then(Slot::pin).is_none() {
+        if lock.slots.get(&slot).is_some_and(Slot::is_free) {
             return Ok(());
         }
         let timeout = self.config.request_timeout;
+        connection.mark_stale(node_id, slot);
         let outcome = connection
             .set_value(
                 node_id,

@@ -26,15 +26,30 @@ pub struct Slot {
 }
 
 impl Slot {
-    /// The PIN the slot holds, if it holds one.
+    /// The PIN the slot holds, if it holds one (enabled, or disabled and still there).
     pub fn pin(&self) -> Option<&str> {
-        match (&self.code, self.status) {
-            (_, Some(0)) => None,
-            (Some(code), _) if !code.is_empty() && code.bytes().any(|b| b != b'0') => {
-                Some(code.as_str())
-            }
-            _ => None,
+        let code = self.code.as_deref().filter(|c| !c.is_empty())?;
+        match self.status {
+            Some(0) => None,
+            Some(_) => Some(code),
+            // Status unknown: an all-zero code is how many locks report an empty slot.
+            None if code.bytes().all(|b| b == b'0') => None,
+            None => Some(code),
         }
+    }
+
+    /// The PIN, if the slot is enabled: only then does the lock open with it.
+    pub fn active_pin(&self) -> Option<&str> {
+        match self.status {
+            Some(1) | None => self.pin(),
+            Some(_) => None,
+        }
+    }
+
+    /// Whether the slot is known to hold nothing.
+    pub fn is_free(&self) -> bool {
+        self.status == Some(0)
+            || (self.status.is_none() && self.code.is_some() && self.pin().is_none())
     }
 }
 
@@ -114,11 +129,12 @@ impl LockNode {
                     lock.slots.entry(slot).or_default();
                 }
                 if let Some(meta) = value.get("metadata") {
+                    // User Code CC allows 4 to 10 characters; keep a lock's claim in that range.
                     if let Some(min) = meta.get("minLength").and_then(Value::as_u64) {
-                        lock.min_code_length = min as u32;
+                        lock.min_code_length = min.clamp(4, 10) as u32;
                     }
                     if let Some(max) = meta.get("maxLength").and_then(Value::as_u64) {
-                        lock.max_code_length = max as u32;
+                        lock.max_code_length = max.clamp(4, 10) as u32;
                     }
                 }
             }
@@ -140,11 +156,7 @@ impl LockNode {
                 let Some(slot) = slot_key(key) else {
                     return false;
                 };
-                self.slots.entry(slot).or_default().code = Some(match value {
-                    Value::String(s) => s.clone(),
-                    // Some locks report codes as bytes; a number is not a PIN Keyway wrote.
-                    other => other.to_string(),
-                });
+                self.slots.entry(slot).or_default().code = user_code(value);
                 true
             }
             (CC_USER_CODE, "userIdStatus") => {
@@ -190,9 +202,28 @@ impl LockNode {
 
     /// Code lengths the lock accepts.
     pub fn code_lengths(&self) -> Vec<u32> {
-        let min = self.min_code_length.max(1);
-        let max = self.max_code_length.max(min);
+        let min = self.min_code_length.clamp(4, 10);
+        let max = self.max_code_length.clamp(min, 10);
         (min..=max).collect()
+    }
+}
+
+/// A User Code as the driver reports it: text, or bytes (`{"type": "Buffer", "data": [...]}`)
+/// when the lock sent characters that are not printable; `None` when unknown.
+fn user_code(value: &Value) -> Option<String> {
+    match value {
+        Value::String(code) => Some(code.clone()),
+        Value::Object(buffer) => {
+            let bytes: Vec<u8> = buffer
+                .get("data")?
+                .as_array()?
+                .iter()
+                .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+                .collect::<Option<_>>()?;
+            // Bytes Keyway can read as a PIN, or an occupied slot whose code is no PIN.
+            Some(String::from_utf8(bytes).unwrap_or_else(|_| "?".to_owned()))
+        }
+        _ => None,
     }
 }
 
@@ -270,9 +301,31 @@ mod tests {
         // A cleared slot: status available, whatever code is left.
         assert!(lock.apply(99, "userIdStatus", Some(&json!(1)), &json!(0)));
         assert_eq!(lock.codes().len(), 1);
-        // An all-zero code is how some locks report an empty slot.
-        assert!(lock.apply(99, "userCode", Some(&json!(2)), &json!("0000")));
-        assert!(lock.codes().is_empty());
+        // An all-zero code with no status is how some locks report an empty slot; with a
+        // status, it is a PIN.
+        assert!(lock.apply(99, "userCode", Some(&json!(3)), &json!("0000")));
+        assert_eq!(lock.slots[&3].status, Some(0));
+        assert!(lock.apply(99, "userIdStatus", Some(&json!(3)), &json!(1)));
+        assert_eq!(lock.slots[&3].active_pin(), Some("0000"));
+        let unknown = Slot {
+            code: Some("0000".into()),
+            status: None,
+        };
+        assert!(unknown.pin().is_none() && unknown.is_free());
+        // A disabled slot holds its PIN, but the lock does not open with it.
+        assert!(lock.apply(99, "userIdStatus", Some(&json!(2)), &json!(2)));
+        assert_eq!(lock.slots[&2].pin(), Some("5678"));
+        assert_eq!(lock.slots[&2].active_pin(), None);
+        // Bytes the lock sent, and values that are no code at all.
+        assert!(lock.apply(
+            99,
+            "userCode",
+            Some(&json!(2)),
+            &json!({"type": "Buffer", "data": [52, 52, 52, 52]})
+        ));
+        assert_eq!(lock.slots[&2].code.as_deref(), Some("4444"));
+        assert!(lock.apply(99, "userCode", Some(&json!(2)), &json!(null)));
+        assert_eq!(lock.slots[&2].code, None);
         assert!(lock.apply(98, "currentMode", None, &json!(255)));
         assert_eq!(lock.locked, Some(true));
         assert!(!lock.apply(37, "currentValue", None, &json!(true)));

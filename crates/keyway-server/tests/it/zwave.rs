@@ -59,7 +59,8 @@ impl Peer {
             .map(|slots| {
                 slots
                     .iter()
-                    .filter(|(_, s)| s["status"].as_u64().unwrap_or(0) != 0)
+                    // Enabled slots: the PINs that open the door.
+                    .filter(|(_, s)| s["status"].as_u64() == Some(1))
                     .filter_map(|(slot, s)| {
                         let code = s["code"].as_str().unwrap_or("");
                         (!code.is_empty())

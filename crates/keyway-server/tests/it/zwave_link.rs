@@ -23,6 +23,8 @@ struct Lock {
     locked: bool,
     /// Swallow set_value commands without answering.
     mute: bool,
+    /// Answer set_value with success without storing anything.
+    liar: bool,
 }
 
 fn node_state(lock: &Lock, status: u64) -> Value {
@@ -138,6 +140,9 @@ fn answer(request: &Value, lock: &Mutex<Lock>) -> Option<Value> {
         "node.set_value" => {
             if lock.mute {
                 return None;
+            }
+            if lock.liar {
+                return Some(json!({"result": {"status": 255}}));
             }
             let id = &request["valueId"];
             match (id["commandClass"].as_u64(), id["property"].as_str()) {
@@ -354,4 +359,70 @@ async fn a_write_the_lock_never_answers_is_not_confirmed() {
     // The lock answers again: the retry confirms the code.
     server.lock.lock().unwrap().mute = false;
     app.wait_for_status(&id, "set").await;
+}
+
+#[tokio::test]
+async fn a_write_the_lock_only_claims_is_never_set() {
+    let server = ScriptedServer::start(0, Arc::default()).await;
+    let (_, device) = ids(&server.url());
+    let app = spawn_linked(server.url()).await;
+    wait_for("the lock to come online", || device_online(&app, &device)).await;
+    // Status 255 (Supervision SUCCESS) for every write, and nothing stored.
+    server.lock.lock().unwrap().liar = true;
+    let code = app
+        .create_code(json!({"device_id": device, "code": "2718"}))
+        .await;
+    let id = code["access_code_id"].as_str().expect("id").to_owned();
+    wait_for("the delay warning", async || {
+        let (_, body) = app.get_code(&id).await;
+        body["access_code"]["warnings"][0]["warning_code"] == "delay_in_setting_on_device"
+    })
+    .await;
+    let (_, body) = app.get_code(&id).await;
+    assert_eq!(body["access_code"]["status"], "setting", "{body}");
+    assert!(server.lock.lock().unwrap().slots.is_empty());
+    server.lock.lock().unwrap().liar = false;
+    app.wait_for_status(&id, "set").await;
+}
+
+#[tokio::test]
+async fn a_server_down_at_start_shows_on_its_account_until_it_comes() {
+    // A free port nobody listens on yet.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("address")
+        .port();
+    let url = format!("ws://127.0.0.1:{port}");
+    let (account, device) = ids(&url);
+    let app = spawn_linked(url).await;
+    wait_for("the account to be disconnected", async || {
+        let (_, body) = app
+            .get(
+                "/connected_accounts/get",
+                KEY1,
+                &[("connected_account_id", &account)],
+            )
+            .await;
+        body["connected_account"]["errors"][0]["error_code"] == "account_disconnected"
+    })
+    .await;
+    let server = ScriptedServer::start(port, Arc::default()).await;
+    wait_for("the lock to come online", || device_online(&app, &device)).await;
+    let code = app
+        .create_code(json!({"device_id": device, "code": "1618"}))
+        .await;
+    let id = code["access_code_id"].as_str().expect("id").to_owned();
+    app.wait_for_status(&id, "set").await;
+    assert_eq!(
+        server
+            .lock
+            .lock()
+            .unwrap()
+            .slots
+            .get(&1)
+            .map(String::as_str),
+        Some("1618")
+    );
 }
