@@ -559,6 +559,18 @@ fn percentile(sorted: &[i64], q: f64) -> i64 {
     sorted[index.min(sorted.len() - 1)]
 }
 
+/// Codes per second `insert_codes` stores on this machine (time-bound, on fresh locks).
+async fn insert_rate(locks: usize, per_lock: usize) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open_dir(dir.path(), &StoreOptions::default()).await?;
+    let devices = seed_locks(&store, locks, 0).await?;
+    let opens = Timestamp(chrono::Utc::now() + chrono::Duration::days(30));
+    let closes = Timestamp(opens.0 + chrono::Duration::days(1));
+    let took = insert_codes(&store, &devices, per_lock, Some((opens, closes))).await?;
+    store.close().await;
+    Ok((locks * per_lock) as f64 / took.as_secs_f64().max(0.001))
+}
+
 /// Windows opening in the same second: lag from `starts_at` to `set`.
 async fn scheduler(args: &RunArgs) -> anyhow::Result<Value> {
     let dir = tempfile::tempdir()?;
@@ -566,8 +578,13 @@ async fn scheduler(args: &RunArgs) -> anyhow::Result<Value> {
     let locks = args.engine_locks.min(args.scheduler_windows).max(1);
     let devices = seed_locks(&store, locks, 0).await?;
     let per_lock = (args.scheduler_windows / locks).max(1);
-    // Leave time to insert everything and start the server before the windows open.
-    let lead = Duration::from_millis(5_000 + (args.scheduler_windows as u64) / 4);
+    // Leave time to insert everything and start the server before the windows open: a pilot
+    // insert into a scratch store gives this machine's rate, and the lead is twice what it
+    // predicts (the lag is measured from `starts_at`, so a long lead costs only waiting).
+    let rate = insert_rate(locks.min(200), per_lock.min(10)).await?;
+    let lead = Duration::from_secs(5)
+        + Duration::from_secs_f64(2.0 * args.scheduler_windows as f64 / rate);
+    eprintln!("scheduler: inserting at about {rate:.0} codes/s; windows open in {lead:?}");
     let opens = chrono::Utc::now() + chrono::Duration::from_std(lead)?;
     let opens = Timestamp(opens.with_timezone(&chrono::Utc));
     let closes = Timestamp(opens.0 + chrono::Duration::hours(1));
