@@ -341,6 +341,12 @@ impl Connection {
             .map(|(n, _)| *n)
             .collect();
         let mut network = self.network();
+        let mut node = node;
+        if let Some(live) = network.nodes.get(&node_id) {
+            // Health follows the events, which may be newer than this snapshot.
+            node.status = live.status;
+            node.ready = live.ready;
+        }
         network.nodes.insert(node_id, node);
         network.full_read_at.insert(node_id, started);
         network.stale.insert(node_id, unknown);
