@@ -26,6 +26,9 @@ pub use node::{LockNode, Slot};
 use crate::{DriverError, LockCode, LockDriver, Refusal};
 use node::{CC_DOOR_LOCK, CC_USER_CODE};
 
+/// How long a bolt may take to reach its position after a lock or unlock command.
+const BOLT_TRAVEL: Duration = Duration::from_secs(5);
+
 /// What a server connection tells the rest of Keyway.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ZwaveEvent {
@@ -300,11 +303,18 @@ impl LockDriver for ZwaveJsProvider {
                 return Err(DriverError::Internal(reason))
             }
         }
-        match connection.read_door(node_id, timeout).await? {
-            Some(now) if now == locked => Ok(()),
-            _ => Err(DriverError::Internal(
-                "the lock reports its door in another state".into(),
-            )),
+        // A bolt takes a moment (Supervision may answer "working"): ask again for a while.
+        let deadline = Instant::now() + BOLT_TRAVEL;
+        loop {
+            if connection.read_door(node_id, timeout).await? == Some(locked) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(DriverError::Internal(
+                    "the lock reports its door in another state".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 

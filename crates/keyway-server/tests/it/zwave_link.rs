@@ -25,6 +25,10 @@ struct Lock {
     mute: bool,
     /// Answer set_value with success without storing anything.
     liar: bool,
+    /// Door polls that still see the bolt where it was (a slow bolt).
+    bolt_lag: u32,
+    /// Where the bolt is heading.
+    target_locked: bool,
 }
 
 fn node_state(lock: &Lock, status: u64) -> Value {
@@ -153,7 +157,12 @@ fn answer(request: &Value, lock: &Mutex<Lock>) -> Option<Value> {
                 (Some(99), Some("userIdStatus")) => {
                     lock.slots.remove(&slot(&id["propertyKey"]));
                 }
-                (Some(98), Some("targetMode")) => lock.locked = request["value"] == 255,
+                (Some(98), Some("targetMode")) => {
+                    lock.target_locked = request["value"] == 255;
+                    if lock.bolt_lag == 0 {
+                        lock.locked = lock.target_locked;
+                    }
+                }
                 _ => return Some(json!({"result": {"status": 4}})),
             }
             json!({"result": {"status": 255}})
@@ -167,7 +176,15 @@ fn answer(request: &Value, lock: &Mutex<Lock>) -> Option<Value> {
             let status = if code.is_empty() { 0 } else { 1 };
             json!({"response": {"userIdStatus": status, "userCode": code}})
         }
-        "node.poll_value" => json!({"value": if lock.locked { 255 } else { 0 }}),
+        "node.poll_value" => {
+            if lock.bolt_lag > 0 {
+                lock.bolt_lag -= 1;
+                if lock.bolt_lag == 0 {
+                    lock.locked = lock.target_locked;
+                }
+            }
+            json!({"value": if lock.locked { 255 } else { 0 }})
+        }
         _ => json!({}),
     })
 }
@@ -425,4 +442,39 @@ async fn a_server_down_at_start_shows_on_its_account_until_it_comes() {
             .map(String::as_str),
         Some("1618")
     );
+}
+
+#[tokio::test]
+async fn a_slow_bolt_is_waited_for() {
+    let server = ScriptedServer::start(0, Arc::default()).await;
+    let (_, device) = ids(&server.url());
+    let app = spawn_linked(server.url()).await;
+    wait_for("the lock to come online", || device_online(&app, &device)).await;
+    // The bolt is still moving at the first polls.
+    server.lock.lock().unwrap().bolt_lag = 3;
+    let (status, body) = app
+        .post("/locks/lock_door", KEY1, json!({"device_id": device}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let attempt = body["action_attempt"]["action_attempt_id"]
+        .as_str()
+        .expect("an attempt")
+        .to_owned();
+    let mut settled = Value::Null;
+    for _ in 0..100 {
+        let (_, got) = app
+            .get(
+                "/action_attempts/get",
+                KEY1,
+                &[("action_attempt_id", &attempt)],
+            )
+            .await;
+        if got["action_attempt"]["status"] != "pending" {
+            settled = got;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(settled["action_attempt"]["status"], "success", "{settled}");
+    assert!(server.lock.lock().unwrap().locked);
 }
