@@ -184,20 +184,18 @@ impl Engine {
 
     #[instrument(skip(self), fields(device_id = %device_id))]
     async fn work_device(&self, device_id: &str) -> keyway_store::Result<()> {
-        // The dispatcher has just claimed the device; later rounds renew the lease.
-        let mut claimed = true;
         loop {
             let now = self.clock.now();
             let until = lease_end(now, self.config.lease);
-            if !claimed
-                && !self
-                    .store
-                    .claim_device(device_id, &self.owner, now, until)
-                    .await?
+            // Renewed before every round, the first too: waiting for a worker permit may have
+            // outlasted the dispatcher's claim, and another instance may hold the lock now.
+            if !self
+                .store
+                .claim_device(device_id, &self.owner, now, until)
+                .await?
             {
                 return Ok(());
             }
-            claimed = false;
             let jobs = self
                 .store
                 .due_jobs(device_id, now, self.config.batch)
