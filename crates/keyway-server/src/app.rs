@@ -46,8 +46,8 @@ pub struct ServerConfig {
 /// Z-Wave JS servers to connect at start, and how to talk to them.
 #[derive(Debug, Clone, Default)]
 pub struct ZwaveJsSettings {
-    /// Servers (`ws://…`) to add as connected accounts of `workspace_id` (the seed workspace when
-    /// not given and seeding). Accounts already in the store are connected in any case.
+    /// Servers (`ws://…`) to add as connected accounts of `workspace_id` (by default the seed
+    /// workspace, which must exist). Accounts already in the store are connected in any case.
     pub urls: Vec<String>,
     pub workspace_id: Option<String>,
     pub driver: ZwaveJsConfig,

@@ -13,7 +13,7 @@ use keyway_store::{DeviceCodeRules, Durability, NewWorkspace, Store, StoreOption
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 
-use crate::app::{open_store, ServerConfig, ZwaveJsSettings};
+use crate::app::{ServerConfig, ZwaveJsSettings};
 use crate::engine::EngineConfig;
 use crate::webhooks::WebhookConfig;
 use keyway_drivers::zwave_js::ZwaveJsConfig;
@@ -72,14 +72,7 @@ pub struct ZwaveJsConnectArgs {
 
 /// Adds a Z-Wave JS server to a workspace; answers its connected account id.
 pub async fn connect_zwave_js(args: &ZwaveJsConnectArgs) -> anyhow::Result<String> {
-    let options = StoreOptions {
-        durability: args.storage.durability(),
-        ..args.storage.options()
-    };
-    let store = match &args.storage.database_url {
-        Some(url) => Store::open(url, &options).await?,
-        None => Store::open_dir(&args.storage.data_dir, &options).await?,
-    };
+    let store = args.storage.open_store().await?;
     if store.get_workspace(&args.workspace_id).await?.is_none() {
         anyhow::bail!("no workspace {}", args.workspace_id);
     }
@@ -117,6 +110,15 @@ impl StorageArgs {
             statement_timeout: Duration::from_millis(self.statement_timeout_ms.max(100)),
             durability: self.durability(),
         }
+    }
+
+    /// Opens (and migrates) the store these flags name.
+    pub async fn open_store(&self) -> anyhow::Result<Store> {
+        let options = self.options();
+        Ok(match &self.database_url {
+            Some(url) => Store::open(url, &options).await?,
+            None => Store::open_dir(&self.data_dir, &options).await?,
+        })
     }
 
     pub fn durability(&self) -> Durability {
@@ -302,20 +304,7 @@ pub fn new_api_key() -> String {
 }
 
 pub async fn create_workspace(args: &CreateWorkspaceArgs) -> anyhow::Result<(String, String)> {
-    let config = ServerConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        data_dir: args.storage.data_dir.clone(),
-        database_url: args.storage.database_url.clone(),
-        store: args.storage.options(),
-        durability: args.storage.durability(),
-        seed: false,
-        sandbox_delay: Duration::from_millis(args.sandbox_delay_ms),
-        backup_pool_size: 5,
-        engine: EngineConfig::default(),
-        webhooks: WebhookConfig::default(),
-        zwave_js: ZwaveJsSettings::default(),
-    };
-    let store: Store = open_store(&config).await?;
+    let store = args.storage.open_store().await?;
     let now = SystemClock.now();
     let api_key = new_api_key();
     let workspace = store

@@ -228,8 +228,6 @@ pub trait EngineStore: Send + Sync {
     /// Any device, for the engine (not scoped: the engine works for all workspaces).
     async fn engine_device(&self, device_id: &str) -> Result<Option<DeviceRecord>>;
 
-    async fn engine_code(&self, access_code_id: &str) -> Result<Option<EngineCode>>;
-
     /// Several codes at once (those that exist), for one batch.
     async fn engine_codes(&self, access_code_ids: &[String]) -> Result<Vec<EngineCode>>;
 

@@ -85,7 +85,6 @@ pub enum SetOutcome {
 
 pub struct Connection {
     pub account_id: String,
-    url: String,
     tx: mpsc::Sender<Request>,
     network: Mutex<Network>,
     events: broadcast::Sender<ZwaveEvent>,
@@ -103,7 +102,6 @@ impl Connection {
         let (events, _) = broadcast::channel(1024);
         let connection = Arc::new(Connection {
             account_id: account_id.to_owned(),
-            url: url.to_owned(),
             tx,
             network: Mutex::new(Network::default()),
             events,
@@ -115,10 +113,6 @@ impl Connection {
             rx,
         };
         (connection, task)
-    }
-
-    pub fn url(&self) -> &str {
-        &self.url
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<ZwaveEvent> {
@@ -147,13 +141,6 @@ impl Connection {
 
     pub fn node(&self, node_id: u32) -> Option<LockNode> {
         self.network().nodes.get(&node_id).cloned()
-    }
-
-    pub fn slot(&self, node_id: u32, slot: u32) -> Option<Slot> {
-        self.network()
-            .nodes
-            .get(&node_id)
-            .and_then(|n| n.slots.get(&slot).cloned())
     }
 
     /// Waits for the node's turn: one command at a time per lock.
@@ -191,15 +178,6 @@ impl Connection {
             ),
             _ => ReadPlan::Full,
         }
-    }
-
-    pub fn is_stale(&self, node_id: u32, slot: u32) -> bool {
-        let network = self.network();
-        !network.full_read_at.contains_key(&node_id)
-            || network
-                .stale
-                .get(&node_id)
-                .is_some_and(|s| s.contains(&slot))
     }
 
     /// Whether the lock reported a duplicate code since `since` (one command at a time per

@@ -104,10 +104,6 @@ impl ZwaveJsProvider {
         }
     }
 
-    pub fn config(&self) -> &ZwaveJsConfig {
-        &self.config
-    }
-
     /// Starts talking to the server of a connected account: answers the connection, its
     /// events from the very first, and the task that keeps it up (reconnecting with back-off)
     /// until it is aborted.

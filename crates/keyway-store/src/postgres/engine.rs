@@ -474,18 +474,6 @@ impl EngineStore for PgStore {
         self.device_by_id(device_id).await
     }
 
-    async fn engine_code(&self, access_code_id: &str) -> Result<Option<EngineCode>> {
-        let sql = format!(
-            "SELECT {CODE_COLUMNS} FROM access_codes WHERE access_code_id = $1
-             AND (is_managed OR deleted)"
-        );
-        let row: Option<AccessCodeRow> = sqlx::query_as(&sql)
-            .bind(access_code_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(EngineCode::from_row).transpose()
-    }
-
     async fn engine_codes(&self, access_code_ids: &[String]) -> Result<Vec<EngineCode>> {
         let sql = format!(
             "SELECT {CODE_COLUMNS} FROM access_codes WHERE access_code_id = ANY($1)

@@ -441,18 +441,6 @@ impl EngineStore for SqliteStore {
         self.device_by_id(device_id).await
     }
 
-    async fn engine_code(&self, access_code_id: &str) -> Result<Option<EngineCode>> {
-        let sql = format!(
-            "SELECT {CODE_COLUMNS} FROM access_codes WHERE access_code_id = ?
-             AND (is_managed = 1 OR deleted = 1)"
-        );
-        let row: Option<AccessCodeRow> = sqlx::query_as(&sql)
-            .bind(access_code_id)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(EngineCode::from_row).transpose()
-    }
-
     async fn engine_codes(&self, access_code_ids: &[String]) -> Result<Vec<EngineCode>> {
         let ids = serde_json::to_string(access_code_ids)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
