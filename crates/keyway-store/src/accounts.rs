@@ -38,7 +38,7 @@ impl DeviceCodeRules {
     }
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
 pub struct DeviceRecord {
     pub seq: i64,
     pub device_id: String,
@@ -53,11 +53,15 @@ pub struct DeviceRecord {
     /// What the provider tells beyond name and rules (JSON [`crate::DeviceDetails`]).
     pub details: Option<String>,
     /// Whether the lock answers (sandbox locks: their simulated connectivity).
+    #[serde(deserialize_with = "crate::rows::flag")]
     pub online: bool,
     /// The lock was removed from its account.
+    #[serde(deserialize_with = "crate::rows::flag")]
     pub removed: bool,
     /// Its connected account lost its connection.
+    #[serde(deserialize_with = "crate::rows::flag")]
     pub account_disconnected: bool,
+    #[serde(deserialize_with = "crate::rows::flag")]
     pub locked: bool,
     /// Target size of the backup pool (0: no pool), and backups ready on the lock.
     pub backup_pool_size: i64,
@@ -185,11 +189,12 @@ pub struct NewWorkspace<'a> {
     pub api_key: &'a str,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 pub(crate) struct WorkspaceRow {
     pub workspace_id: String,
     pub name: String,
     pub company_name: String,
+    #[serde(deserialize_with = "crate::rows::flag")]
     pub is_sandbox: bool,
 }
 
@@ -208,9 +213,10 @@ impl From<WorkspaceRow> for Workspace {
     }
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 pub(crate) struct ConnectedAccountRow {
     pub seq: i64,
+    #[serde(deserialize_with = "crate::rows::flag")]
     pub disconnected: bool,
     pub connected_account_id: String,
     pub account_type: String,

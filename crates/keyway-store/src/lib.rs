@@ -73,6 +73,34 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("database error: {0}")]
+    Sqlite(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        match error.sqlite_error_code() {
+            // Another process holds the write lock past the busy timeout, or the file is gone.
+            Some(
+                ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::CannotOpen
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::DiskFull,
+            ) => StoreError::Unavailable(error.to_string()),
+            _ => StoreError::Sqlite(error),
+        }
+    }
+}
+
+impl From<serde_rusqlite::Error> for StoreError {
+    fn from(error: serde_rusqlite::Error) -> Self {
+        match error {
+            serde_rusqlite::Error::Rusqlite(error) => error.into(),
+            other => StoreError::Corrupt(other.to_string()),
+        }
+    }
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -34,7 +34,7 @@ pub struct ProviderDevice<'a> {
 }
 
 /// A connected account whose server Keyway keeps a connection to.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Deserialize)]
 pub struct ProviderAccount {
     pub workspace_id: String,
     pub connected_account_id: String,

@@ -144,7 +144,7 @@ impl AccessCodeRow {
     }
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
 pub(crate) struct ActionAttemptRow {
     pub action_attempt_id: String,
     pub action_type: String,
@@ -174,7 +174,7 @@ impl ActionAttemptRow {
     }
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
 pub(crate) struct EventRow {
     pub seq: i64,
     pub event_id: String,

@@ -153,7 +153,7 @@ pub trait WebhookStore: Send + Sync {
 
 // Rows as both backends read them.
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 pub(crate) struct WebhookRow {
     pub(crate) webhook_id: String,
     pub(crate) url: String,
@@ -174,7 +174,7 @@ impl WebhookRow {
     }
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 pub(crate) struct DeliveryRow {
     pub(crate) message_id: String,
     pub(crate) webhook_id: String,
@@ -212,7 +212,7 @@ impl DeliveryRow {
     }
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 pub(crate) struct ClaimedRow {
     pub(crate) delivery_id: i64,
     pub(crate) message_id: String,
@@ -221,6 +221,7 @@ pub(crate) struct ClaimedRow {
     pub(crate) secret: String,
     pub(crate) attempts: i64,
     #[sqlx(flatten)]
+    #[serde(flatten)]
     pub(crate) event: EventRow,
 }
 

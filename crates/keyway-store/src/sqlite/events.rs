@@ -3,6 +3,9 @@
 use async_trait::async_trait;
 use keyway_model::Event;
 
+use rusqlite::params;
+
+use super::db::{row, rows};
 use super::SqliteStore;
 use crate::accounts::paginate;
 use crate::events::{EventFilter, EventStore};
@@ -25,30 +28,36 @@ impl EventStore for SqliteStore {
         let codes = as_json(filter.access_code_ids);
         let types = as_json(filter.event_types);
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE workspace_id = ?
-             AND (? IS NULL OR device_id = ?)
-             AND (? IS NULL OR access_code_id IN (SELECT value FROM json_each(?)))
-             AND (? IS NULL OR event_type IN (SELECT value FROM json_each(?)))
-             AND (? IS NULL OR occurred_at >= ?) AND (? IS NULL OR occurred_at <= ?)
-             AND seq > ? ORDER BY seq LIMIT ?"
+            "SELECT {EVENT_COLUMNS} FROM events WHERE workspace_id = ?1
+             AND (?2 IS NULL OR device_id = ?2)
+             AND (?3 IS NULL OR access_code_id IN (SELECT value FROM json_each(?3)))
+             AND (?4 IS NULL OR event_type IN (SELECT value FROM json_each(?4)))
+             AND (?5 IS NULL OR occurred_at >= ?5) AND (?6 IS NULL OR occurred_at <= ?6)
+             AND seq > ?7 ORDER BY seq LIMIT ?8"
         );
         let since = filter.since.map(|t| t.millis());
         let until = filter.until.map(|t| t.millis());
-        let rows: Vec<EventRow> = sqlx::query_as(&sql)
-            .bind(workspace_id)
-            .bind(filter.device_id)
-            .bind(filter.device_id)
-            .bind(&codes)
-            .bind(&codes)
-            .bind(&types)
-            .bind(&types)
-            .bind(since)
-            .bind(since)
-            .bind(until)
-            .bind(until)
-            .bind(filter.after.unwrap_or(0))
-            .bind(i64::from(filter.limit) + 1)
-            .fetch_all(&self.reader)
+        let (workspace_id, device_id) =
+            (workspace_id.to_owned(), filter.device_id.map(str::to_owned));
+        let (after, limit) = (filter.after.unwrap_or(0), i64::from(filter.limit) + 1);
+        let rows: Vec<EventRow> = self
+            .db
+            .read(move |c| {
+                rows(
+                    c,
+                    &sql,
+                    params![
+                        workspace_id,
+                        device_id,
+                        codes,
+                        types,
+                        since,
+                        until,
+                        after,
+                        limit
+                    ],
+                )
+            })
             .await?;
         paginate(rows, filter.limit, |r| r.seq, EventRow::into_model)
     }
@@ -56,10 +65,10 @@ impl EventStore for SqliteStore {
     async fn get_event(&self, workspace_id: &str, event_id: &str) -> Result<Option<Event>> {
         let sql =
             format!("SELECT {EVENT_COLUMNS} FROM events WHERE workspace_id = ? AND event_id = ?");
-        let row: Option<EventRow> = sqlx::query_as(&sql)
-            .bind(workspace_id)
-            .bind(event_id)
-            .fetch_optional(&self.reader)
+        let (workspace_id, event_id) = (workspace_id.to_owned(), event_id.to_owned());
+        let row: Option<EventRow> = self
+            .db
+            .read(move |c| row(c, &sql, params![workspace_id, event_id]))
             .await?;
         row.map(EventRow::into_model).transpose()
     }

@@ -6,12 +6,14 @@
 
 mod access_codes;
 mod accounts;
+mod db;
 mod engine;
 mod events;
 mod group;
 mod provider;
 mod sandbox;
 mod stats;
+mod tx;
 mod webhooks;
 
 use std::str::FromStr;
@@ -25,6 +27,8 @@ use sqlx::sqlite::{
 use crate::{Backend, Durability, Result, StoreOptions};
 
 pub struct SqliteStore {
+    /// Statements run in closures on rusqlite connections (see `db`).
+    db: db::Db,
     writer: SqlitePool,
     reader: SqlitePool,
     /// Raised when the writer queues a webhook delivery (see `webhooks`).
@@ -59,9 +63,24 @@ impl SqliteStore {
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
-            .connect_with(connect.read_only(true))
+            .connect_with(connect.clone().read_only(true))
             .await?;
+        let db = db::Db::open(
+            db::ConnectOptions {
+                path: connect.get_filename().to_owned(),
+                synchronous: match options.durability {
+                    Durability::ProcessCrash => "NORMAL",
+                    Durability::PowerLoss => "FULL",
+                },
+                busy_timeout: options.statement_timeout,
+                readers: options.max_connections.max(1) as usize,
+                acquire_timeout: options.acquire_timeout(),
+            },
+            &["webhook_deliveries"],
+            outbox.clone(),
+        )?;
         Ok(SqliteStore {
+            db,
             slot_writes: group::SlotWrites::start(writer.clone()),
             writer,
             reader,
@@ -82,6 +101,7 @@ impl Backend for SqliteStore {
     }
 
     async fn close(&self) {
+        self.db.close();
         self.writer.close().await;
         self.reader.close().await;
     }

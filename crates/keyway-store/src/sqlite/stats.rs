@@ -1,5 +1,7 @@
 use async_trait::async_trait;
+use rusqlite::params;
 
+use super::db::{column, scalar};
 use super::SqliteStore;
 use crate::stats::StatsStore;
 use crate::Result;
@@ -7,22 +9,31 @@ use crate::Result;
 #[async_trait]
 impl StatsStore for SqliteStore {
     async fn count_access_codes(&self, status: Option<&str>) -> Result<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM access_codes WHERE is_managed = 1 AND (? IS NULL OR status = ?)",
-        )
-        .bind(status)
-        .bind(status)
-        .fetch_one(&self.reader)
-        .await?)
+        let status = status.map(str::to_owned);
+        self.db
+            .read(move |c| {
+                Ok(scalar(
+                    c,
+                    "SELECT COUNT(*) FROM access_codes
+                     WHERE is_managed = 1 AND (?1 IS NULL OR status = ?1)",
+                    params![status],
+                )?
+                .unwrap_or(0))
+            })
+            .await
     }
 
     async fn window_open_lags_ms(&self) -> Result<Vec<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT e.occurred_at - a.starts_at FROM events e
-             JOIN access_codes a ON a.access_code_id = e.access_code_id
-             WHERE e.event_type = 'access_code.set_on_device' AND a.starts_at IS NOT NULL",
-        )
-        .fetch_all(&self.reader)
-        .await?)
+        self.db
+            .read(|c| {
+                column(
+                    c,
+                    "SELECT e.occurred_at - a.starts_at FROM events e
+                     JOIN access_codes a ON a.access_code_id = e.access_code_id
+                     WHERE e.event_type = 'access_code.set_on_device' AND a.starts_at IS NOT NULL",
+                    [],
+                )
+            })
+            .await
     }
 }

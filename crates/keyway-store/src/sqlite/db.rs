@@ -1,0 +1,322 @@
+//! SQLite connections without per-statement thread hand-offs.
+//!
+//! A store method hands the database one closure that runs all of its statements on a
+//! connection, instead of sending each statement (and each row) to a connection thread and
+//! waiting for the answer:
+//!
+//! - [`Db::write`] runs the closure on the writer thread, which owns the only writing connection.
+//!   Every closure queued while the previous transaction committed shares the next transaction
+//!   (group commit), each inside its own savepoint: a closure that fails is rolled back alone,
+//!   and no caller hears of success before the transaction holding its writes has committed.
+//! - [`Db::read`] runs the closure on a pooled read-only connection in tokio's blocking pool.
+//!
+//! Statements are prepared once per connection (`prepare_cached`).
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::hooks::Action;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use tracing::warn;
+
+use crate::{Result, StoreError};
+
+/// Closures committed together at most.
+const MAX_GROUP: usize = 512;
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 256;
+
+/// What the writer thread answers once the group's transaction is over.
+type Reply = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+/// A write: runs inside its savepoint, says whether it succeeded, and how to answer its caller.
+/// Given `Err` when no transaction could be opened for it: it then answers that error unrun.
+type Job = Box<dyn FnOnce(std::result::Result<&Connection, String>) -> (bool, Reply) + Send>;
+
+/// How connections are opened.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectOptions {
+    pub path: std::path::PathBuf,
+    /// `PRAGMA synchronous`: `NORMAL` or `FULL`.
+    pub synchronous: &'static str,
+    pub busy_timeout: Duration,
+    pub readers: usize,
+    /// Longest wait for a free reader.
+    pub acquire_timeout: Duration,
+}
+
+impl ConnectOptions {
+    fn open(&self, read_only: bool) -> rusqlite::Result<Connection> {
+        let flags = if read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+        } | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(&self.path, flags)?;
+        conn.busy_timeout(self.busy_timeout)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        conn.execute_batch(&format!(
+            "PRAGMA foreign_keys = ON; PRAGMA synchronous = {};",
+            self.synchronous
+        ))?;
+        if !read_only {
+            // Already set by the migration connection; a no-op that keeps the writer honest.
+            conn.pragma_update(None, "journal_mode", "wal")?;
+        }
+        Ok(conn)
+    }
+}
+
+pub(crate) struct Db {
+    jobs: mpsc::Sender<Job>,
+    readers: Arc<Readers>,
+}
+
+struct Readers {
+    idle: Mutex<Vec<Connection>>,
+    permits: Semaphore,
+    options: ConnectOptions,
+}
+
+impl Db {
+    /// Opens the writer (on its own thread) and the reader pool. `inserted` is raised after a
+    /// commit whose transaction inserted into one of `watched` tables.
+    pub(crate) fn open(
+        options: ConnectOptions,
+        watched: &'static [&'static str],
+        inserted: Arc<Notify>,
+    ) -> Result<Db> {
+        let writer = options.open(false)?;
+        let touched = Arc::new(AtomicBool::new(false));
+        {
+            let touched = touched.clone();
+            writer.update_hook(Some(move |action: Action, _db: &str, table: &str, _row| {
+                if action == Action::SQLITE_INSERT && watched.contains(&table) {
+                    touched.store(true, Ordering::Relaxed);
+                }
+            }));
+        }
+        let (jobs, queue) = mpsc::channel::<Job>(MAX_GROUP * 4);
+        std::thread::Builder::new()
+            .name("keyway-sqlite-writer".into())
+            .spawn(move || write_loop(writer, queue, touched, inserted))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
+        let permits = Semaphore::new(options.readers.max(1));
+        Ok(Db {
+            jobs,
+            readers: Arc::new(Readers {
+                idle: Mutex::new(Vec::new()),
+                permits,
+                options,
+            }),
+        })
+    }
+
+    /// Runs `f` in the writer's current transaction; answers once that transaction committed.
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (answer, answered) = oneshot::channel::<Result<T>>();
+        let job: Job = Box::new(move |conn| {
+            let result = match conn {
+                Ok(conn) => f(conn),
+                Err(error) => Err(StoreError::Unavailable(error)),
+            };
+            let ok = result.is_ok();
+            let reply: Reply = Box::new(move |committed| {
+                let _ = answer.send(match committed {
+                    Ok(()) => result,
+                    Err(error) if ok => Err(StoreError::Unavailable(error)),
+                    Err(_) => result,
+                });
+            });
+            (ok, reply)
+        });
+        self.jobs.send(job).await.map_err(|_| closed())?;
+        answered.await.map_err(|_| closed())?
+    }
+
+    /// Runs `f` on a read-only connection, in one read transaction.
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let permit =
+            tokio::time::timeout(readers.options.acquire_timeout, readers.permits.acquire())
+                .await
+                .map_err(|_| StoreError::Unavailable("no free database connection".into()))?
+                .map_err(|_| closed())?;
+        let idle = readers.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let pool = readers.clone();
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let conn = match idle {
+                Some(conn) => conn,
+                None => match pool.options.open(true) {
+                    Ok(conn) => conn,
+                    Err(error) => return (None, Err(StoreError::from(error))),
+                },
+            };
+            let result = in_read_transaction(&conn, f);
+            (Some(conn), result)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("database task failed: {e}")))?;
+        if let Some(conn) = conn {
+            readers
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(conn);
+        }
+        drop(permit);
+        result
+    }
+
+    /// Stops the writer (once queued writes are done) and drops the idle readers.
+    pub(crate) fn close(&self) {
+        self.readers
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.readers.permits.close();
+    }
+}
+
+fn in_read_transaction<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<T> {
+    conn.execute_batch("BEGIN")?;
+    let result = f(conn);
+    // A read-only transaction has nothing to keep; ending it releases the WAL snapshot.
+    let _ = conn.execute_batch("COMMIT");
+    result
+}
+
+fn closed() -> StoreError {
+    StoreError::Unavailable("the store is closed".into())
+}
+
+fn write_loop(
+    conn: Connection,
+    mut queue: mpsc::Receiver<Job>,
+    touched: Arc<AtomicBool>,
+    inserted: Arc<Notify>,
+) {
+    while let Some(first) = queue.blocking_recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let message = error.to_string();
+            warn!(%message, "could not start a write transaction");
+            for job in group {
+                let (_, reply) = job(Err(message.clone()));
+                reply(Err(message.clone()));
+            }
+            continue;
+        }
+        let mut replies = Vec::with_capacity(group.len());
+        for job in group {
+            replies.push(run_in_savepoint(&conn, job));
+        }
+        let committed = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if committed.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+            touched.store(false, Ordering::Relaxed);
+        } else if touched.swap(false, Ordering::Relaxed) {
+            inserted.notify_one();
+        }
+        for reply in replies {
+            reply(committed.clone());
+        }
+    }
+}
+
+fn run_in_savepoint(conn: &Connection, job: Job) -> Reply {
+    if let Err(error) = conn.execute_batch("SAVEPOINT job") {
+        return job(Err(error.to_string())).1;
+    }
+    match std::panic::catch_unwind(AssertUnwindSafe(|| job(Ok(conn)))) {
+        Ok((true, reply)) => {
+            let _ = conn.execute_batch("RELEASE job");
+            reply
+        }
+        Ok((false, reply)) => {
+            let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            reply
+        }
+        Err(_) => {
+            // The caller's answer was dropped with the closure: it hears "closed".
+            warn!("a store write panicked; its changes were rolled back");
+            let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            Box::new(|_| {})
+        }
+    }
+}
+
+/// Every row of `sql`, deserialized by column name.
+pub(crate) fn rows<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<T>> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let rows = statement.query(params)?;
+    Ok(serde_rusqlite::from_rows::<T>(rows).collect::<std::result::Result<Vec<T>, _>>()?)
+}
+
+/// The first row of `sql`, if any, deserialized by column name.
+pub(crate) fn row<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Option<T>> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let mut rows = statement.query(params)?;
+    match rows.next()? {
+        Some(row) => Ok(Some(serde_rusqlite::from_row::<T>(row)?)),
+        None => Ok(None),
+    }
+}
+
+/// The first column of the first row of `sql`, if there is a row.
+pub(crate) fn scalar<T: rusqlite::types::FromSql>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Option<T>> {
+    use rusqlite::OptionalExtension;
+    Ok(conn
+        .prepare_cached(sql)?
+        .query_row(params, |row| row.get::<_, T>(0))
+        .optional()?)
+}
+
+/// The first column of every row of `sql`.
+pub(crate) fn column<T: rusqlite::types::FromSql>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<T>> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let values = statement.query_map(params, |row| row.get::<_, T>(0))?;
+    Ok(values.collect::<std::result::Result<Vec<T>, _>>()?)
+}
+
+/// Runs a statement; answers how many rows it changed.
+pub(crate) fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usize> {
+    Ok(conn.prepare_cached(sql)?.execute(params)?)
+}
