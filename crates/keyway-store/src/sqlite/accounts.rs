@@ -3,6 +3,9 @@
 use async_trait::async_trait;
 use keyway_model::{ConnectedAccount, Timestamp, Workspace};
 
+use rusqlite::params;
+
+use super::db::{exec, row, rows};
 use super::SqliteStore;
 use crate::accounts::{
     account_type_display_name, paginate, AccountStore, ConnectedAccountRow, DeviceCodeRules,
@@ -24,52 +27,61 @@ pub(crate) const DEVICE_SELECT: &str = "SELECT d.seq, d.device_id, d.workspace_i
 impl AccountStore for SqliteStore {
     async fn create_workspace(&self, new: NewWorkspace<'_>, now: Timestamp) -> Result<Workspace> {
         let workspace_id = new.workspace_id.map(str::to_owned).unwrap_or_else(new_id);
-        let mut tx = self.writer.begin().await?;
-        sqlx::query(
-            "INSERT INTO workspaces (workspace_id, name, company_name, is_sandbox, created_at)
-             VALUES (?, ?, ?, ?, ?) ON CONFLICT (workspace_id) DO NOTHING",
-        )
-        .bind(&workspace_id)
-        .bind(new.name)
-        .bind(new.name)
-        .bind(new.is_sandbox)
-        .bind(now.millis())
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO api_keys (token_hash, workspace_id, created_at) VALUES (?, ?, ?)
-             ON CONFLICT (token_hash) DO NOTHING",
-        )
-        .bind(hash_api_key(new.api_key))
-        .bind(&workspace_id)
-        .bind(now.millis())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        let (name, is_sandbox) = (new.name.to_owned(), new.is_sandbox);
+        let token_hash = hash_api_key(new.api_key);
+        let id = workspace_id.clone();
+        self.db
+            .write(move |c| {
+                exec(
+                    c,
+                    "INSERT INTO workspaces (workspace_id, name, company_name, is_sandbox, created_at)
+                     VALUES (?1, ?2, ?2, ?3, ?4) ON CONFLICT (workspace_id) DO NOTHING",
+                    params![id, name, is_sandbox, now.millis()],
+                )?;
+                exec(
+                    c,
+                    "INSERT INTO api_keys (token_hash, workspace_id, created_at) VALUES (?, ?, ?)
+                     ON CONFLICT (token_hash) DO NOTHING",
+                    params![token_hash, id, now.millis()],
+                )?;
+                Ok(())
+            })
+            .await?;
         self.get_workspace(&workspace_id)
             .await?
             .ok_or_else(|| StoreError::Corrupt("workspace vanished".into()))
     }
 
     async fn workspace_for_api_key(&self, token: &str) -> Result<Option<Workspace>> {
-        let row: Option<WorkspaceRow> = sqlx::query_as(
-            "SELECT w.workspace_id, w.name, w.company_name, w.is_sandbox FROM api_keys k
-             JOIN workspaces w ON w.workspace_id = k.workspace_id WHERE k.token_hash = ?",
-        )
-        .bind(hash_api_key(token))
-        .fetch_optional(&self.reader)
-        .await?;
-        Ok(row.map(Workspace::from))
+        let token_hash = hash_api_key(token);
+        let found: Option<WorkspaceRow> = self
+            .db
+            .read(move |c| {
+                row(
+                    c,
+                    "SELECT w.workspace_id, w.name, w.company_name, w.is_sandbox FROM api_keys k
+                     JOIN workspaces w ON w.workspace_id = k.workspace_id WHERE k.token_hash = ?",
+                    params![token_hash],
+                )
+            })
+            .await?;
+        Ok(found.map(Workspace::from))
     }
 
     async fn get_workspace(&self, workspace_id: &str) -> Result<Option<Workspace>> {
-        let row: Option<WorkspaceRow> = sqlx::query_as(
-            "SELECT workspace_id, name, company_name, is_sandbox FROM workspaces WHERE workspace_id = ?",
-        )
-        .bind(workspace_id)
-        .fetch_optional(&self.reader)
-        .await?;
-        Ok(row.map(Workspace::from))
+        let workspace_id = workspace_id.to_owned();
+        let found: Option<WorkspaceRow> = self
+            .db
+            .read(move |c| {
+                row(
+                    c,
+                    "SELECT workspace_id, name, company_name, is_sandbox FROM workspaces
+                     WHERE workspace_id = ?",
+                    params![workspace_id],
+                )
+            })
+            .await?;
+        Ok(found.map(Workspace::from))
     }
 
     async fn insert_connected_account(
@@ -81,20 +93,33 @@ impl AccountStore for SqliteStore {
         now: Timestamp,
     ) -> Result<()> {
         let type_display = account_type_display_name(account_type);
-        sqlx::query(
-            "INSERT INTO connected_accounts (connected_account_id, workspace_id, account_type,
-                account_type_display_name, display_name, created_at)
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (connected_account_id) DO NOTHING",
-        )
-        .bind(connected_account_id)
-        .bind(workspace_id)
-        .bind(account_type)
-        .bind(type_display)
-        .bind(display_name)
-        .bind(now.millis())
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        let values = (
+            connected_account_id.to_owned(),
+            workspace_id.to_owned(),
+            account_type.to_owned(),
+            type_display.to_owned(),
+            display_name.to_owned(),
+        );
+        self.db
+            .write(move |c| {
+                let (id, workspace_id, account_type, type_display, display_name) = values;
+                exec(
+                    c,
+                    "INSERT INTO connected_accounts (connected_account_id, workspace_id,
+                        account_type, account_type_display_name, display_name, created_at)
+                     VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (connected_account_id) DO NOTHING",
+                    params![
+                        id,
+                        workspace_id,
+                        account_type,
+                        type_display,
+                        display_name,
+                        now.millis()
+                    ],
+                )?;
+                Ok(())
+            })
+            .await
     }
 
     async fn list_connected_accounts(
@@ -103,17 +128,21 @@ impl AccountStore for SqliteStore {
         after: Option<i64>,
         limit: u32,
     ) -> Result<Page<ConnectedAccount>> {
-        let rows: Vec<ConnectedAccountRow> = sqlx::query_as(
-            "SELECT seq, disconnected, connected_account_id, account_type, account_type_display_name,
-                display_name, created_at FROM connected_accounts
-             WHERE workspace_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-        )
-        .bind(workspace_id)
-        .bind(after.unwrap_or(0))
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&self.reader)
-        .await?;
-        paginate(rows, limit, |r| r.seq, ConnectedAccountRow::into_model)
+        let workspace_id = workspace_id.to_owned();
+        let found: Vec<ConnectedAccountRow> = self
+            .db
+            .read(move |c| {
+                rows(
+                    c,
+                    "SELECT seq, disconnected, connected_account_id, account_type,
+                        account_type_display_name, display_name, created_at
+                     FROM connected_accounts
+                     WHERE workspace_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                    params![workspace_id, after.unwrap_or(0), i64::from(limit) + 1],
+                )
+            })
+            .await?;
+        paginate(found, limit, |r| r.seq, ConnectedAccountRow::into_model)
     }
 
     async fn get_connected_account(
@@ -121,16 +150,21 @@ impl AccountStore for SqliteStore {
         workspace_id: &str,
         connected_account_id: &str,
     ) -> Result<Option<ConnectedAccount>> {
-        let row: Option<ConnectedAccountRow> = sqlx::query_as(
-            "SELECT seq, disconnected, connected_account_id, account_type, account_type_display_name,
-                display_name, created_at FROM connected_accounts
-             WHERE workspace_id = ? AND connected_account_id = ?",
-        )
-        .bind(workspace_id)
-        .bind(connected_account_id)
-        .fetch_optional(&self.reader)
-        .await?;
-        row.map(ConnectedAccountRow::into_model).transpose()
+        let (workspace_id, id) = (workspace_id.to_owned(), connected_account_id.to_owned());
+        let found: Option<ConnectedAccountRow> = self
+            .db
+            .read(move |c| {
+                row(
+                    c,
+                    "SELECT seq, disconnected, connected_account_id, account_type,
+                        account_type_display_name, display_name, created_at
+                     FROM connected_accounts
+                     WHERE workspace_id = ? AND connected_account_id = ?",
+                    params![workspace_id, id],
+                )
+            })
+            .await?;
+        found.map(ConnectedAccountRow::into_model).transpose()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -147,32 +181,44 @@ impl AccountStore for SqliteStore {
         now: Timestamp,
     ) -> Result<()> {
         let rules = serde_json::to_string(rules).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut tx = self.writer.begin().await?;
-        sqlx::query(
-            "INSERT INTO devices (device_id, workspace_id, connected_account_id, provider,
-                device_type, name, manufacturer, code_rules, created_at)
-             VALUES (?, ?, ?, 'sandbox', ?, ?, ?, ?, ?) ON CONFLICT (device_id) DO NOTHING",
-        )
-        .bind(device_id)
-        .bind(workspace_id)
-        .bind(connected_account_id)
-        .bind(device_type)
-        .bind(name)
-        .bind(manufacturer)
-        .bind(rules)
-        .bind(now.millis())
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO sandbox_locks (device_id, delay_ms) VALUES (?, ?)
-             ON CONFLICT (device_id) DO UPDATE SET delay_ms = excluded.delay_ms",
-        )
-        .bind(device_id)
-        .bind(delay_ms as i64)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let values = [
+            device_id,
+            workspace_id,
+            connected_account_id,
+            device_type,
+            name,
+            manufacturer,
+        ]
+        .map(str::to_owned);
+        let delay_ms = i64::try_from(delay_ms).unwrap_or(i64::MAX);
+        self.db
+            .write(move |c| {
+                let [device_id, workspace_id, account_id, device_type, name, manufacturer] = values;
+                exec(
+                    c,
+                    "INSERT INTO devices (device_id, workspace_id, connected_account_id, provider,
+                        device_type, name, manufacturer, code_rules, created_at)
+                     VALUES (?, ?, ?, 'sandbox', ?, ?, ?, ?, ?) ON CONFLICT (device_id) DO NOTHING",
+                    params![
+                        device_id,
+                        workspace_id,
+                        account_id,
+                        device_type,
+                        name,
+                        manufacturer,
+                        rules,
+                        now.millis()
+                    ],
+                )?;
+                exec(
+                    c,
+                    "INSERT INTO sandbox_locks (device_id, delay_ms) VALUES (?, ?)
+                     ON CONFLICT (device_id) DO UPDATE SET delay_ms = excluded.delay_ms",
+                    params![device_id, delay_ms],
+                )?;
+                Ok(())
+            })
+            .await
     }
 
     async fn list_devices(
@@ -183,18 +229,28 @@ impl AccountStore for SqliteStore {
         limit: u32,
     ) -> Result<Page<DeviceRecord>> {
         let sql = format!(
-            "{DEVICE_SELECT} WHERE d.workspace_id = ? AND (? IS NULL OR d.connected_account_id = ?)
-             AND d.seq > ? ORDER BY d.seq LIMIT ?"
+            "{DEVICE_SELECT} WHERE d.workspace_id = ?1
+             AND (?2 IS NULL OR d.connected_account_id = ?2)
+             AND d.seq > ?3 ORDER BY d.seq LIMIT ?4"
         );
-        let rows: Vec<DeviceRecord> = sqlx::query_as(&sql)
-            .bind(workspace_id)
-            .bind(connected_account_id)
-            .bind(connected_account_id)
-            .bind(after.unwrap_or(0))
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&self.reader)
+        let workspace_id = workspace_id.to_owned();
+        let account_id = connected_account_id.map(str::to_owned);
+        let found: Vec<DeviceRecord> = self
+            .db
+            .read(move |c| {
+                rows(
+                    c,
+                    &sql,
+                    params![
+                        workspace_id,
+                        account_id,
+                        after.unwrap_or(0),
+                        i64::from(limit) + 1
+                    ],
+                )
+            })
             .await?;
-        paginate(rows, limit, |r| r.seq, Ok)
+        paginate(found, limit, |r| r.seq, Ok)
     }
 
     async fn get_device(
@@ -210,16 +266,14 @@ impl AccountStore for SqliteStore {
             (None, None) => return Ok(None),
         };
         let sql = format!(
-            "{DEVICE_SELECT} WHERE {column} = ? AND d.workspace_id = ?
-             AND (? IS NULL OR d.name = ?) ORDER BY d.seq LIMIT 1"
+            "{DEVICE_SELECT} WHERE {column} = ?1 AND d.workspace_id = ?2
+             AND (?3 IS NULL OR d.name = ?3) ORDER BY d.seq LIMIT 1"
         );
-        Ok(sqlx::query_as(&sql)
-            .bind(value)
-            .bind(workspace_id)
-            .bind(name)
-            .bind(name)
-            .fetch_optional(&self.reader)
-            .await?)
+        let (value, workspace_id) = (value.to_owned(), workspace_id.to_owned());
+        let name = name.map(str::to_owned);
+        self.db
+            .read(move |c| row(c, &sql, params![value, workspace_id, name]))
+            .await
     }
 
     async fn set_supported_code_lengths(
@@ -231,22 +285,27 @@ impl AccountStore for SqliteStore {
         rules.supported_code_lengths = lengths.to_vec();
         let rules =
             serde_json::to_string(&rules).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query("UPDATE devices SET code_rules = ? WHERE device_id = ?")
-            .bind(rules)
-            .bind(&device.device_id)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+        let device_id = device.device_id.clone();
+        self.db
+            .write(move |c| {
+                exec(
+                    c,
+                    "UPDATE devices SET code_rules = ? WHERE device_id = ?",
+                    params![rules, device_id],
+                )?;
+                Ok(())
+            })
+            .await
     }
 }
 
 impl SqliteStore {
     pub(crate) async fn device_by_id(&self, device_id: &str) -> Result<Option<DeviceRecord>> {
         let sql = format!("{DEVICE_SELECT} WHERE d.device_id = ?");
-        Ok(sqlx::query_as(&sql)
-            .bind(device_id)
-            .fetch_optional(&self.reader)
-            .await?)
+        let device_id = device_id.to_owned();
+        self.db
+            .read(move |c| row(c, &sql, params![device_id]))
+            .await
     }
 }
 

@@ -9,7 +9,6 @@ mod accounts;
 mod db;
 mod engine;
 mod events;
-mod group;
 mod provider;
 mod sandbox;
 mod stats;
@@ -33,8 +32,6 @@ pub struct SqliteStore {
     reader: SqlitePool,
     /// Raised when the writer queues a webhook delivery (see `webhooks`).
     outbox: Arc<tokio::sync::Notify>,
-    /// Sandbox slot writes, committed in groups.
-    slot_writes: group::SlotWrites,
 }
 
 impl SqliteStore {
@@ -81,7 +78,6 @@ impl SqliteStore {
         )?;
         Ok(SqliteStore {
             db,
-            slot_writes: group::SlotWrites::start(writer.clone()),
             writer,
             reader,
             outbox,

@@ -3,6 +3,9 @@
 use async_trait::async_trait;
 use keyway_model::Timestamp;
 
+use rusqlite::params;
+
+use super::db::{exec, rows};
 use super::SqliteStore;
 use crate::accounts::account_type_display_name;
 use crate::provider::{ProviderAccount, ProviderDevice, ProviderStore};
@@ -17,40 +20,52 @@ impl ProviderStore for SqliteStore {
         display_name: &str,
         now: Timestamp,
     ) -> Result<()> {
-        let done = sqlx::query(
-            "INSERT INTO connected_accounts (connected_account_id, workspace_id, account_type,
-                account_type_display_name, display_name, created_at, endpoint)
-             VALUES (?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (connected_account_id) DO UPDATE SET endpoint = excluded.endpoint
-             WHERE connected_accounts.workspace_id = excluded.workspace_id
-               AND connected_accounts.account_type = excluded.account_type",
-        )
-        .bind(&account.connected_account_id)
-        .bind(&account.workspace_id)
-        .bind(account_type)
-        .bind(account_type_display_name(account_type))
-        .bind(display_name)
-        .bind(now.millis())
-        .bind(&account.endpoint)
-        .execute(&self.writer)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!(
-                "connected account {} belongs to another workspace or provider",
-                account.connected_account_id
-            )));
-        }
-        Ok(())
+        let account = account.clone();
+        let type_display = account_type_display_name(account_type).to_owned();
+        let (account_type, display_name) = (account_type.to_owned(), display_name.to_owned());
+        self.db
+            .write(move |c| {
+                let changed = exec(
+                    c,
+                    "INSERT INTO connected_accounts (connected_account_id, workspace_id,
+                        account_type, account_type_display_name, display_name, created_at, endpoint)
+                     VALUES (?, ?, ?, ?, ?, ?, ?)
+                     ON CONFLICT (connected_account_id) DO UPDATE SET endpoint = excluded.endpoint
+                     WHERE connected_accounts.workspace_id = excluded.workspace_id
+                       AND connected_accounts.account_type = excluded.account_type",
+                    params![
+                        account.connected_account_id,
+                        account.workspace_id,
+                        account_type,
+                        type_display,
+                        display_name,
+                        now.millis(),
+                        account.endpoint
+                    ],
+                )?;
+                if changed == 0 {
+                    return Err(StoreError::Conflict(format!(
+                        "connected account {} belongs to another workspace or provider",
+                        account.connected_account_id
+                    )));
+                }
+                Ok(())
+            })
+            .await
     }
 
     async fn provider_accounts(&self, account_type: &str) -> Result<Vec<ProviderAccount>> {
-        Ok(sqlx::query_as(
-            "SELECT workspace_id, connected_account_id, endpoint FROM connected_accounts
-             WHERE account_type = ? AND endpoint IS NOT NULL ORDER BY seq",
-        )
-        .bind(account_type)
-        .fetch_all(&self.reader)
-        .await?)
+        let account_type = account_type.to_owned();
+        self.db
+            .read(move |c| {
+                rows(
+                    c,
+                    "SELECT workspace_id, connected_account_id, endpoint FROM connected_accounts
+                     WHERE account_type = ? AND endpoint IS NOT NULL ORDER BY seq",
+                    params![account_type],
+                )
+            })
+            .await
     }
 
     async fn set_account_connected(
@@ -58,14 +73,17 @@ impl ProviderStore for SqliteStore {
         connected_account_id: &str,
         connected: bool,
     ) -> Result<()> {
-        sqlx::query(
-            "UPDATE connected_accounts SET disconnected = ? WHERE connected_account_id = ?",
-        )
-        .bind(!connected)
-        .bind(connected_account_id)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        let id = connected_account_id.to_owned();
+        self.db
+            .write(move |c| {
+                exec(
+                    c,
+                    "UPDATE connected_accounts SET disconnected = ? WHERE connected_account_id = ?",
+                    params![!connected, id],
+                )?;
+                Ok(())
+            })
+            .await
     }
 
     async fn upsert_provider_device(
@@ -77,48 +95,63 @@ impl ProviderStore for SqliteStore {
             serde_json::to_string(device.rules).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let details = serde_json::to_string(device.details)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut tx = self.writer.begin().await?;
-        let updated = sqlx::query(
-            "UPDATE devices SET name = ?, manufacturer = ?, device_type = ?, code_rules = ?,
-                online = ?, locked = COALESCE(?, locked), details = ?
-             WHERE device_id = ? AND connected_account_id = ?",
-        )
-        .bind(device.name)
-        .bind(device.manufacturer)
-        .bind(device.device_type)
-        .bind(&rules)
-        .bind(device.online)
-        .bind(device.locked)
-        .bind(&details)
-        .bind(device.device_id)
-        .bind(device.connected_account_id)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 1 {
-            tx.commit().await?;
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO devices (device_id, workspace_id, connected_account_id, provider,
-                device_type, name, manufacturer, code_rules, created_at, online, locked, details)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(device.device_id)
-        .bind(device.workspace_id)
-        .bind(device.connected_account_id)
-        .bind(device.provider)
-        .bind(device.device_type)
-        .bind(device.name)
-        .bind(device.manufacturer)
-        .bind(&rules)
-        .bind(now.millis())
-        .bind(device.online)
-        .bind(device.locked.unwrap_or(true))
-        .bind(&details)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+        let [device_id, workspace_id, account_id, provider, device_type, name, manufacturer] = [
+            device.device_id,
+            device.workspace_id,
+            device.connected_account_id,
+            device.provider,
+            device.device_type,
+            device.name,
+            device.manufacturer,
+        ]
+        .map(str::to_owned);
+        let (online, locked) = (device.online, device.locked);
+        self.db
+            .write(move |c| {
+                let updated = exec(
+                    c,
+                    "UPDATE devices SET name = ?, manufacturer = ?, device_type = ?,
+                        code_rules = ?, online = ?, locked = COALESCE(?, locked), details = ?
+                     WHERE device_id = ? AND connected_account_id = ?",
+                    params![
+                        name,
+                        manufacturer,
+                        device_type,
+                        rules,
+                        online,
+                        locked,
+                        details,
+                        device_id,
+                        account_id
+                    ],
+                )?;
+                if updated == 1 {
+                    return Ok(false);
+                }
+                exec(
+                    c,
+                    "INSERT INTO devices (device_id, workspace_id, connected_account_id, provider,
+                        device_type, name, manufacturer, code_rules, created_at, online, locked,
+                        details)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    params![
+                        device_id,
+                        workspace_id,
+                        account_id,
+                        provider,
+                        device_type,
+                        name,
+                        manufacturer,
+                        rules,
+                        now.millis(),
+                        online,
+                        locked.unwrap_or(true),
+                        details
+                    ],
+                )?;
+                Ok(true)
+            })
+            .await
     }
 
     async fn set_device_state(
@@ -127,15 +160,17 @@ impl ProviderStore for SqliteStore {
         online: Option<bool>,
         locked: Option<bool>,
     ) -> Result<()> {
-        sqlx::query(
-            "UPDATE devices SET online = COALESCE(?, online), locked = COALESCE(?, locked)
-             WHERE device_id = ?",
-        )
-        .bind(online)
-        .bind(locked)
-        .bind(device_id)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        let device_id = device_id.to_owned();
+        self.db
+            .write(move |c| {
+                exec(
+                    c,
+                    "UPDATE devices SET online = COALESCE(?, online), locked = COALESCE(?, locked)
+                     WHERE device_id = ?",
+                    params![online, locked, device_id],
+                )?;
+                Ok(())
+            })
+            .await
     }
 }
