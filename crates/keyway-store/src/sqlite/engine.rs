@@ -4,11 +4,13 @@
 
 use async_trait::async_trait;
 use keyway_model::{ActionAttempt, ActionType, EventType, Timestamp};
-use sqlx::{Sqlite, Transaction};
+use rusqlite::{params, Connection};
 
-use super::access_codes::{
-    fetch_code, insert_attempt, insert_event, insert_event_with, insert_job, resolve_attempt,
-    CODE_COLUMNS, CODE_JSON,
+use super::access_codes::CODE_COLUMNS;
+use super::db::{column, exec, row, rows, scalar};
+use super::tx::{
+    fetch_attempt, fetch_code, insert_attempt, insert_event, insert_event_with, insert_job,
+    resolve_attempt,
 };
 use super::SqliteStore;
 use crate::accounts::DeviceRecord;
@@ -23,17 +25,18 @@ use crate::{json, new_id, Result, StoreError};
 #[async_trait]
 impl EngineStore for SqliteStore {
     async fn confirmed_codes(&self, device_id: &str) -> Result<Vec<ConfirmedCode>> {
-        let rows: String = sqlx::query_scalar(
-            "SELECT json_group_array(json_object('access_code_id', access_code_id, 'slot', slot,
-                'confirmed_code', confirmed_code,
-                'is_external_modification_allowed', is_external_modification_allowed))
-             FROM access_codes WHERE device_id = ? AND is_managed = 1 AND status = 'set'
-             AND deleted = 0 AND slot IS NOT NULL AND confirmed_code IS NOT NULL",
-        )
-        .bind(device_id)
-        .fetch_one(&self.reader)
-        .await?;
-        super::json_rows(&rows)
+        let device_id = device_id.to_owned();
+        self.db
+            .read(move |c| {
+                rows(
+                    c,
+                    "SELECT access_code_id, slot, confirmed_code, is_external_modification_allowed
+                     FROM access_codes WHERE device_id = ? AND is_managed = 1 AND status = 'set'
+                     AND deleted = 0 AND slot IS NOT NULL AND confirmed_code IS NOT NULL",
+                    params![device_id],
+                )
+            })
+            .await
     }
 
     async fn record_external_change(
@@ -43,80 +46,83 @@ impl EngineStore for SqliteStore {
         change: ExternalChange,
         now: Timestamp,
     ) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        let id = code.access_code_id.as_str();
-        let event = match change {
-            ExternalChange::Modified { .. } => EventType::AccessCodeModifiedExternalToSeam,
-            ExternalChange::Deleted => EventType::AccessCodeDeletedExternalToSeam,
-        };
-        insert_event(&mut tx, event, device, Some(id), None, now).await?;
-        match (code.is_external_modification_allowed, change) {
-            (true, ExternalChange::Modified { pin }) => {
-                sqlx::query(
-                    "UPDATE access_codes SET code = ?, confirmed_code = ? WHERE access_code_id = ?",
-                )
-                .bind(&pin)
-                .bind(&pin)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            }
-            (true, ExternalChange::Deleted) => {
-                sqlx::query("DELETE FROM access_codes WHERE access_code_id = ?")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("DELETE FROM device_jobs WHERE access_code_id = ?")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            (false, change) => {
-                let Some(row) = try_fetch_code(&mut tx, id).await? else {
-                    return Ok(());
+        let device = device.clone();
+        let id = code.access_code_id.clone();
+        let allowed = code.is_external_modification_allowed;
+        self.db
+            .write(move |c| {
+                let id = id.as_str();
+                let event = match change {
+                    ExternalChange::Modified { .. } => EventType::AccessCodeModifiedExternalToSeam,
+                    ExternalChange::Deleted => EventType::AccessCodeDeletedExternalToSeam,
                 };
-                let warnings = external_change_warnings(&row, now)?;
-                // What the slot holds now is what Keyway overwrites (the slot stays ours).
-                let held = match change {
-                    ExternalChange::Modified { pin } => Some(pin),
-                    ExternalChange::Deleted => None,
-                };
-                sqlx::query(
-                    "UPDATE access_codes SET status = 'setting', confirmed_code = ?, warnings = ?,
-                        pending_since = ? WHERE access_code_id = ?",
-                )
-                .bind(held)
-                .bind(json(&warnings)?)
-                .bind(now.millis())
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-                insert_job(&mut tx, &device.device_id, Some(id), now, now).await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(())
+                insert_event(c, event, &device, Some(id), None, now)?;
+                match (allowed, change) {
+                    (true, ExternalChange::Modified { pin }) => {
+                        exec(
+                            c,
+                            "UPDATE access_codes SET code = ?1, confirmed_code = ?1
+                             WHERE access_code_id = ?2",
+                            params![pin, id],
+                        )?;
+                    }
+                    (true, ExternalChange::Deleted) => {
+                        exec(
+                            c,
+                            "DELETE FROM access_codes WHERE access_code_id = ?",
+                            params![id],
+                        )?;
+                        exec(
+                            c,
+                            "DELETE FROM device_jobs WHERE access_code_id = ?",
+                            params![id],
+                        )?;
+                    }
+                    (false, change) => {
+                        let Some(row) = try_fetch_code(c, id)? else {
+                            return Ok(());
+                        };
+                        let warnings = external_change_warnings(&row, now)?;
+                        // What the slot holds now is what Keyway overwrites (the slot stays ours).
+                        let held = match change {
+                            ExternalChange::Modified { pin } => Some(pin),
+                            ExternalChange::Deleted => None,
+                        };
+                        exec(
+                            c,
+                            "UPDATE access_codes SET status = 'setting', confirmed_code = ?,
+                                warnings = ?, pending_since = ? WHERE access_code_id = ?",
+                            params![held, json(&warnings)?, now.millis(), id],
+                        )?;
+                        insert_job(c, &device.device_id, Some(id), now, now)?;
+                    }
+                }
+                Ok(())
+            })
+            .await
     }
 
     async fn schedule_read(&self, device_id: &str, at: Timestamp, attempts: i64) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        schedule_read_in(&mut tx, device_id, at, attempts).await?;
-        tx.commit().await?;
-        Ok(())
+        let device_id = device_id.to_owned();
+        self.db
+            .write(move |c| schedule_read_in(c, &device_id, at, attempts))
+            .await
     }
 
     async fn ensure_reads(&self, now: Timestamp) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO device_jobs (device_id, access_code_id, run_after, created_at)
-             SELECT d.device_id, NULL, ?, ? FROM devices d WHERE NOT EXISTS (
-                SELECT 1 FROM device_jobs j WHERE j.device_id = d.device_id
-                AND j.access_code_id IS NULL AND j.action IS NULL)",
-        )
-        .bind(now.millis())
-        .bind(now.millis())
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        self.db
+            .write(move |c| {
+                exec(
+                    c,
+                    "INSERT INTO device_jobs (device_id, access_code_id, run_after, created_at)
+                     SELECT d.device_id, NULL, ?1, ?1 FROM devices d WHERE NOT EXISTS (
+                        SELECT 1 FROM device_jobs j WHERE j.device_id = d.device_id
+                        AND j.access_code_id IS NULL AND j.action IS NULL)",
+                    params![now.millis()],
+                )?;
+                Ok(())
+            })
+            .await
     }
 
     async fn enqueue_lock_action(
@@ -125,34 +131,30 @@ impl EngineStore for SqliteStore {
         lock: bool,
         now: Timestamp,
     ) -> Result<ActionAttempt> {
-        let mut tx = self.writer.begin().await?;
-        let action_type = if lock {
-            ActionType::LockDoor
-        } else {
-            ActionType::UnlockDoor
-        };
-        let attempt = insert_attempt(
-            &mut tx,
-            &device.workspace_id,
-            action_type,
-            None,
-            &device.device_id,
-            now,
-        )
-        .await?;
-        sqlx::query(
-            "INSERT INTO device_jobs (device_id, run_after, created_at, action, action_attempt_id)
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&device.device_id)
-        .bind(now.millis())
-        .bind(now.millis())
-        .bind(if lock { "lock" } else { "unlock" })
-        .bind(&attempt.action_attempt_id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(attempt)
+        let (workspace_id, device_id) = (device.workspace_id.clone(), device.device_id.clone());
+        self.db
+            .write(move |c| {
+                let action_type = if lock {
+                    ActionType::LockDoor
+                } else {
+                    ActionType::UnlockDoor
+                };
+                let attempt = insert_attempt(c, &workspace_id, action_type, None, &device_id, now)?;
+                exec(
+                    c,
+                    "INSERT INTO device_jobs (device_id, run_after, created_at, action,
+                        action_attempt_id)
+                     VALUES (?1, ?2, ?2, ?3, ?4)",
+                    params![
+                        device_id,
+                        now.millis(),
+                        if lock { "lock" } else { "unlock" },
+                        attempt.action_attempt_id
+                    ],
+                )?;
+                Ok(attempt)
+            })
+            .await
     }
 
     async fn finish_lock_action(
@@ -163,22 +165,34 @@ impl EngineStore for SqliteStore {
         outcome: std::result::Result<(), (&str, &str)>,
         now: Timestamp,
     ) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        match outcome {
-            Ok(()) => {
-                resolve_attempt(&mut tx, action_attempt_id, Ok(serde_json::json!({}))).await?;
-                let event = if lock {
-                    EventType::LockLocked
-                } else {
-                    EventType::LockUnlocked
-                };
-                let payload = serde_json::json!({ "method": "seamapi", "action_attempt_id": action_attempt_id });
-                insert_event_with(&mut tx, event, device, None, None, Some(payload), now).await?;
-            }
-            Err(error) => resolve_attempt(&mut tx, action_attempt_id, Err(error)).await?,
-        }
-        tx.commit().await?;
-        Ok(())
+        let device = device.clone();
+        let action_attempt_id = action_attempt_id.to_owned();
+        let outcome = outcome.map_err(|(kind, message)| (kind.to_owned(), message.to_owned()));
+        self.db
+            .write(move |c| {
+                match outcome {
+                    Ok(()) => {
+                        resolve_attempt(c, &action_attempt_id, Ok(serde_json::json!({})))?;
+                        let event = if lock {
+                            EventType::LockLocked
+                        } else {
+                            EventType::LockUnlocked
+                        };
+                        let payload = serde_json::json!({
+                            "method": "seamapi",
+                            "action_attempt_id": action_attempt_id,
+                        });
+                        insert_event_with(c, event, &device, None, None, Some(payload), now)?;
+                    }
+                    Err((kind, message)) => resolve_attempt(
+                        c,
+                        &action_attempt_id,
+                        Err((kind.as_str(), message.as_str())),
+                    )?,
+                }
+                Ok(())
+            })
+            .await
     }
 
     async fn record_keypad_entry(
@@ -188,122 +202,127 @@ impl EngineStore for SqliteStore {
         slot: Option<u32>,
         now: Timestamp,
     ) -> Result<ActionAttempt> {
-        let mut tx = self.writer.begin().await?;
-        let matched: Option<(String, bool, bool)> = match slot {
-            Some(slot) => {
-                sqlx::query_as(
-                    "SELECT access_code_id, is_managed, is_one_time_use FROM access_codes
-                 WHERE device_id = ? AND slot = ? AND (code = ? OR confirmed_code = ?) LIMIT 1",
-                )
-                .bind(&device.device_id)
-                .bind(i64::from(slot))
-                .bind(pin)
-                .bind(pin)
-                .fetch_optional(&mut *tx)
-                .await?
-            }
-            None => None,
-        };
-        let attempt = insert_attempt(
-            &mut tx,
-            &device.workspace_id,
-            ActionType::SimulateKeypadCodeEntry,
-            None,
-            &device.device_id,
-            now,
-        )
-        .await?;
-        if slot.is_some() {
-            sqlx::query("UPDATE sandbox_locks SET locked = 0 WHERE device_id = ?")
-                .bind(&device.device_id)
-                .execute(&mut *tx)
-                .await?;
-            // A lock of a real provider: what it said last, until it reports again.
-            sqlx::query("UPDATE devices SET locked = 0 WHERE device_id = ?")
-                .bind(&device.device_id)
-                .execute(&mut *tx)
-                .await?;
-            let mut payload = serde_json::json!({
-                "method": "keycode",
-                "action_attempt_id": attempt.action_attempt_id,
-            });
-            if let Some((_, is_managed, _)) = &matched {
-                payload["access_code_is_managed"] = serde_json::json!(is_managed);
-            }
-            let id = matched.as_ref().map(|(id, _, _)| id.as_str());
-            insert_event_with(
-                &mut tx,
-                EventType::LockUnlocked,
-                device,
-                id,
-                None,
-                Some(payload),
-                now,
-            )
-            .await?;
-            if let Some((id, true, true)) = &matched {
-                // A one-time code has been used: it goes.
-                sqlx::query(
-                    "UPDATE access_codes SET deleted = 1, status = 'removing', pending_since = ?
-                     WHERE access_code_id = ?",
-                )
-                .bind(now.millis())
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-                insert_job(&mut tx, &device.device_id, Some(id), now, now).await?;
-            }
-        } else {
-            insert_event_with(
-                &mut tx,
-                EventType::LockAccessDenied,
-                device,
-                None,
-                None,
-                None,
-                now,
-            )
-            .await?;
-        }
-        resolve_attempt(
-            &mut tx,
-            &attempt.action_attempt_id,
-            Ok(serde_json::json!({})),
-        )
-        .await?;
-        let attempt =
-            super::access_codes::fetch_attempt(&mut tx, &attempt.action_attempt_id).await?;
-        tx.commit().await?;
-        Ok(attempt)
+        let device = device.clone();
+        let pin = pin.to_owned();
+        self.db
+            .write(move |c| {
+                let matched: Option<(String, bool, bool)> = match slot {
+                    Some(slot) => row(
+                        c,
+                        "SELECT access_code_id, is_managed, is_one_time_use FROM access_codes
+                         WHERE device_id = ?1 AND slot = ?2 AND (code = ?3 OR confirmed_code = ?3)
+                         LIMIT 1",
+                        params![device.device_id, i64::from(slot), pin],
+                    )?,
+                    None => None,
+                };
+                let attempt = insert_attempt(
+                    c,
+                    &device.workspace_id,
+                    ActionType::SimulateKeypadCodeEntry,
+                    None,
+                    &device.device_id,
+                    now,
+                )?;
+                if slot.is_some() {
+                    exec(
+                        c,
+                        "UPDATE sandbox_locks SET locked = 0 WHERE device_id = ?",
+                        params![device.device_id],
+                    )?;
+                    // A lock of a real provider: what it said last, until it reports again.
+                    exec(
+                        c,
+                        "UPDATE devices SET locked = 0 WHERE device_id = ?",
+                        params![device.device_id],
+                    )?;
+                    let mut payload = serde_json::json!({
+                        "method": "keycode",
+                        "action_attempt_id": attempt.action_attempt_id,
+                    });
+                    if let Some((_, is_managed, _)) = &matched {
+                        payload["access_code_is_managed"] = serde_json::json!(is_managed);
+                    }
+                    let id = matched.as_ref().map(|(id, _, _)| id.as_str());
+                    insert_event_with(
+                        c,
+                        EventType::LockUnlocked,
+                        &device,
+                        id,
+                        None,
+                        Some(payload),
+                        now,
+                    )?;
+                    if let Some((id, true, true)) = &matched {
+                        // A one-time code has been used: it goes.
+                        exec(
+                            c,
+                            "UPDATE access_codes SET deleted = 1, status = 'removing',
+                                pending_since = ? WHERE access_code_id = ?",
+                            params![now.millis(), id],
+                        )?;
+                        insert_job(c, &device.device_id, Some(id), now, now)?;
+                    }
+                } else {
+                    insert_event_with(
+                        c,
+                        EventType::LockAccessDenied,
+                        &device,
+                        None,
+                        None,
+                        None,
+                        now,
+                    )?;
+                }
+                resolve_attempt(c, &attempt.action_attempt_id, Ok(serde_json::json!({})))?;
+                fetch_attempt(c, &attempt.action_attempt_id)
+            })
+            .await
     }
 
     async fn release_all_leases(&self) -> Result<()> {
-        sqlx::query("UPDATE devices SET lease_owner = NULL, lease_until = NULL")
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+        self.db
+            .write(|c| {
+                exec(
+                    c,
+                    "UPDATE devices SET lease_owner = NULL, lease_until = NULL",
+                    [],
+                )?;
+                Ok(())
+            })
+            .await
     }
 
     async fn due_devices(&self, now: Timestamp, limit: u32) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT DISTINCT j.device_id FROM device_jobs j JOIN devices d ON d.device_id = j.device_id
-             WHERE j.run_after <= ? AND (d.lease_until IS NULL OR d.lease_until < ?) LIMIT ?",
-        )
-        .bind(now.millis())
-        .bind(now.millis())
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?)
+        self.db
+            .read(move |c| {
+                column(
+                    c,
+                    "SELECT DISTINCT j.device_id FROM device_jobs j
+                     JOIN devices d ON d.device_id = j.device_id
+                     WHERE j.run_after <= ?1 AND (d.lease_until IS NULL OR d.lease_until < ?1)
+                     LIMIT ?2",
+                    params![now.millis(), i64::from(limit)],
+                )
+            })
+            .await
     }
 
     async fn next_job_at(&self, now: Timestamp) -> Result<Option<Timestamp>> {
-        let at: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(j.run_after) FROM device_jobs j JOIN devices d ON d.device_id = j.device_id
-             WHERE d.lease_until IS NULL OR d.lease_until < ?",
-        )
-        .bind(now.millis())
-        .fetch_one(&self.reader)
-        .await?;
+        let at: Option<i64> = self
+            .db
+            .read(move |c| {
+                // MIN always answers one row (NULL when nothing is waiting).
+                Ok(scalar::<Option<i64>>(
+                    c,
+                    "SELECT MIN(j.run_after) FROM device_jobs j
+                     JOIN devices d ON d.device_id = j.device_id
+                     WHERE d.lease_until IS NULL OR d.lease_until < ?",
+                    params![now.millis()],
+                )?
+                .flatten())
+            })
+            .await?;
         Ok(at.and_then(Timestamp::from_millis))
     }
 
@@ -314,30 +333,34 @@ impl EngineStore for SqliteStore {
         now: Timestamp,
         until: Timestamp,
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE devices SET lease_owner = ?, lease_until = ? WHERE device_id = ?
-             AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)",
-        )
-        .bind(owner)
-        .bind(until.millis())
-        .bind(device_id)
-        .bind(now.millis())
-        .bind(owner)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let (device_id, owner) = (device_id.to_owned(), owner.to_owned());
+        self.db
+            .write(move |c| {
+                // One atomic UPDATE: the lease is taken only if free, expired, or already ours.
+                let changed = exec(
+                    c,
+                    "UPDATE devices SET lease_owner = ?1, lease_until = ?2 WHERE device_id = ?3
+                     AND (lease_until IS NULL OR lease_until < ?4 OR lease_owner = ?1)",
+                    params![owner, until.millis(), device_id, now.millis()],
+                )?;
+                Ok(changed == 1)
+            })
+            .await
     }
 
     async fn release_device(&self, device_id: &str, owner: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE devices SET lease_owner = NULL, lease_until = NULL
-             WHERE device_id = ? AND lease_owner = ?",
-        )
-        .bind(device_id)
-        .bind(owner)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        let (device_id, owner) = (device_id.to_owned(), owner.to_owned());
+        self.db
+            .write(move |c| {
+                exec(
+                    c,
+                    "UPDATE devices SET lease_owner = NULL, lease_until = NULL
+                     WHERE device_id = ? AND lease_owner = ?",
+                    params![device_id, owner],
+                )?;
+                Ok(())
+            })
+            .await
     }
 
     async fn due_jobs(
@@ -346,28 +369,32 @@ impl EngineStore for SqliteStore {
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<DeviceJob>> {
-        let rows: String = sqlx::query_scalar(
-            "SELECT json_group_array(json_object('job_id', job_id, 'access_code_id', access_code_id,
-                'attempts', attempts, 'action', action, 'action_attempt_id', action_attempt_id)
-                ORDER BY run_after, job_id)
-             FROM (SELECT * FROM device_jobs WHERE device_id = ? AND run_after <= ?
-                ORDER BY run_after, job_id LIMIT ?)",
-        )
-        .bind(device_id)
-        .bind(now.millis())
-        .bind(i64::from(limit))
-        .fetch_one(&self.reader)
-        .await?;
-        super::json_rows(&rows)
+        let device_id = device_id.to_owned();
+        self.db
+            .read(move |c| {
+                rows(
+                    c,
+                    "SELECT job_id, access_code_id, attempts, action, action_attempt_id
+                     FROM device_jobs WHERE device_id = ? AND run_after <= ?
+                     ORDER BY run_after, job_id LIMIT ?",
+                    params![device_id, now.millis(), i64::from(limit)],
+                )
+            })
+            .await
     }
 
     async fn delete_jobs(&self, job_ids: &[i64]) -> Result<()> {
         let ids = serde_json::to_string(job_ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query("DELETE FROM device_jobs WHERE job_id IN (SELECT value FROM json_each(?))")
-            .bind(ids)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+        self.db
+            .write(move |c| {
+                exec(
+                    c,
+                    "DELETE FROM device_jobs WHERE job_id IN (SELECT value FROM json_each(?))",
+                    params![ids],
+                )?;
+                Ok(())
+            })
+            .await
     }
 
     async fn finish_jobs(
@@ -377,16 +404,20 @@ impl EngineStore for SqliteStore {
         next_read: Option<(Timestamp, i64)>,
     ) -> Result<()> {
         let ids = serde_json::to_string(job_ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut tx = self.writer.begin().await?;
-        sqlx::query("DELETE FROM device_jobs WHERE job_id IN (SELECT value FROM json_each(?))")
-            .bind(ids)
-            .execute(&mut *tx)
-            .await?;
-        if let Some((at, attempts)) = next_read {
-            schedule_read_in(&mut tx, device_id, at, attempts).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        let device_id = device_id.to_owned();
+        self.db
+            .write(move |c| {
+                exec(
+                    c,
+                    "DELETE FROM device_jobs WHERE job_id IN (SELECT value FROM json_each(?))",
+                    params![ids],
+                )?;
+                if let Some((at, attempts)) = next_read {
+                    schedule_read_in(c, &device_id, at, attempts)?;
+                }
+                Ok(())
+            })
+            .await
     }
 
     async fn enqueue_job(
@@ -396,19 +427,26 @@ impl EngineStore for SqliteStore {
         run_after: Timestamp,
         now: Timestamp,
     ) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        insert_job(&mut tx, device_id, access_code_id, run_after, now).await?;
-        tx.commit().await?;
-        Ok(())
+        let device_id = device_id.to_owned();
+        let access_code_id = access_code_id.map(str::to_owned);
+        self.db
+            .write(move |c| insert_job(c, &device_id, access_code_id.as_deref(), run_after, now))
+            .await
     }
 
     async fn reserved_slots(&self, device_id: &str) -> Result<Vec<u32>> {
-        let slots: Vec<i64> = sqlx::query_scalar(
-            "SELECT slot FROM access_codes WHERE device_id = ? AND is_managed = 1 AND slot IS NOT NULL",
-        )
-        .bind(device_id)
-        .fetch_all(&self.reader)
-        .await?;
+        let device_id = device_id.to_owned();
+        let slots: Vec<i64> = self
+            .db
+            .read(move |c| {
+                column(
+                    c,
+                    "SELECT slot FROM access_codes WHERE device_id = ? AND is_managed = 1
+                     AND slot IS NOT NULL",
+                    params![device_id],
+                )
+            })
+            .await?;
         Ok(slots
             .into_iter()
             .filter_map(|s| u32::try_from(s).ok())
@@ -416,25 +454,25 @@ impl EngineStore for SqliteStore {
     }
 
     async fn wake_device(&self, device_id: &str, now: Timestamp) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query("UPDATE device_jobs SET run_after = ? WHERE device_id = ? AND run_after > ?")
-            .bind(now.millis())
-            .bind(device_id)
-            .bind(now.millis())
-            .execute(&mut *tx)
-            .await?;
-        let codes: Vec<String> = sqlx::query_scalar(
-            "SELECT access_code_id FROM access_codes WHERE device_id = ? AND is_managed = 1",
-        )
-        .bind(device_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        for code in codes {
-            insert_job(&mut tx, device_id, Some(&code), now, now).await?;
-        }
-        insert_job(&mut tx, device_id, None, now, now).await?;
-        tx.commit().await?;
-        Ok(())
+        let device_id = device_id.to_owned();
+        self.db
+            .write(move |c| {
+                exec(
+                    c,
+                    "UPDATE device_jobs SET run_after = ?1 WHERE device_id = ?2 AND run_after > ?1",
+                    params![now.millis(), device_id],
+                )?;
+                let codes: Vec<String> = column(
+                    c,
+                    "SELECT access_code_id FROM access_codes WHERE device_id = ? AND is_managed = 1",
+                    params![device_id],
+                )?;
+                for code in codes {
+                    insert_job(c, &device_id, Some(&code), now, now)?;
+                }
+                insert_job(c, &device_id, None, now, now)
+            })
+            .await
     }
 
     async fn engine_device(&self, device_id: &str) -> Result<Option<DeviceRecord>> {
@@ -445,19 +483,12 @@ impl EngineStore for SqliteStore {
         let ids = serde_json::to_string(access_code_ids)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let sql = format!(
-            "SELECT json_group_array(json_object({CODE_JSON})) FROM (
-                SELECT {CODE_COLUMNS} FROM access_codes
-                WHERE access_code_id IN (SELECT value FROM json_each(?))
-                AND (is_managed = 1 OR deleted = 1))"
+            "SELECT {CODE_COLUMNS} FROM access_codes
+             WHERE access_code_id IN (SELECT value FROM json_each(?))
+             AND (is_managed = 1 OR deleted = 1)"
         );
-        let rows: String = sqlx::query_scalar(&sql)
-            .bind(ids)
-            .fetch_one(&self.reader)
-            .await?;
-        super::json_rows::<AccessCodeRow>(&rows)?
-            .into_iter()
-            .map(EngineCode::from_row)
-            .collect()
+        let rows: Vec<AccessCodeRow> = self.db.read(move |c| rows(c, &sql, params![ids])).await?;
+        rows.into_iter().map(EngineCode::from_row).collect()
     }
 
     async fn record_outcomes(
@@ -469,29 +500,30 @@ impl EngineStore for SqliteStore {
         if records.is_empty() {
             return Ok(());
         }
-        let mut tx = self.writer.begin().await?;
-        for record in records {
-            let id = record.access_code_id.as_str();
-            let Some(row) = try_fetch_code(&mut tx, id).await? else {
-                continue;
-            };
-            if let Some(outcome) = record.outcome {
-                apply_outcome(&mut tx, device, row, outcome, now).await?;
-            }
-            if let Some((at, attempts)) = record.follow_up {
-                insert_job(&mut tx, &device.device_id, Some(id), at, now).await?;
-                sqlx::query(
-                    "UPDATE device_jobs SET attempts = ? WHERE access_code_id = ? AND run_after = ?",
-                )
-                .bind(attempts)
-                .bind(id)
-                .bind(at.millis())
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(())
+        let device = device.clone();
+        self.db
+            .write(move |c| {
+                for record in records {
+                    let id = record.access_code_id.as_str();
+                    let Some(row) = try_fetch_code(c, id)? else {
+                        continue;
+                    };
+                    if let Some(outcome) = record.outcome {
+                        apply_outcome(c, &device, row, outcome, now)?;
+                    }
+                    if let Some((at, attempts)) = record.follow_up {
+                        insert_job(c, &device.device_id, Some(id), at, now)?;
+                        exec(
+                            c,
+                            "UPDATE device_jobs SET attempts = ?
+                             WHERE access_code_id = ? AND run_after = ?",
+                            params![attempts, id, at.millis()],
+                        )?;
+                    }
+                }
+                Ok(())
+            })
+            .await
     }
 
     async fn observe_lock(
@@ -500,171 +532,163 @@ impl EngineStore for SqliteStore {
         slots: &[LockObservation],
         now: Timestamp,
     ) -> Result<()> {
-        let known: String = sqlx::query_scalar(
-            "SELECT json_group_array(json_object('access_code_id', access_code_id,
-                'is_managed', is_managed, 'slot', slot, 'code', code,
-                'confirmed_code', confirmed_code))
-             FROM access_codes WHERE device_id = ? AND slot IS NOT NULL",
-        )
-        .bind(&device.device_id)
-        .fetch_one(&self.reader)
-        .await?;
-        let known: Vec<KnownSlot> = super::json_rows(&known)?;
+        let device_id = device.device_id.clone();
+        let known: Vec<KnownSlot> = self
+            .db
+            .read(move |c| {
+                rows(
+                    c,
+                    "SELECT access_code_id, is_managed, slot, code, confirmed_code
+                     FROM access_codes WHERE device_id = ? AND slot IS NOT NULL",
+                    params![device_id],
+                )
+            })
+            .await?;
         let changes = unmanaged_changes(&known, slots);
         if changes.is_empty() {
             return Ok(());
         }
-        let mut tx = self.writer.begin().await?;
-        for gone in changes.stale {
-            sqlx::query("DELETE FROM access_codes WHERE access_code_id = ?")
-                .bind(&gone.access_code_id)
-                .execute(&mut *tx)
-                .await?;
-            insert_event(
-                &mut tx,
-                EventType::AccessCodeUnmanagedRemoved,
-                device,
-                Some(&gone.access_code_id),
-                None,
-                now,
-            )
-            .await?;
-        }
-        for slot in changes.fresh {
-            let id = new_id();
-            sqlx::query(
-                "INSERT INTO access_codes (access_code_id, workspace_id, device_id, is_managed, name,
-                    code, type, status, slot, confirmed_code, created_at)
-                 VALUES (?, ?, ?, 0, ?, ?, 'ongoing', 'set', ?, ?, ?)",
-            )
-            .bind(&id)
-            .bind(&device.workspace_id)
-            .bind(&device.device_id)
-            .bind(&slot.name)
-            .bind(&slot.code)
-            .bind(i64::from(slot.slot))
-            .bind(&slot.code)
-            .bind(now.millis())
-            .execute(&mut *tx)
-            .await?;
-            insert_event(
-                &mut tx,
-                EventType::AccessCodeUnmanagedCreated,
-                device,
-                Some(&id),
-                None,
-                now,
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        let stale: Vec<String> = changes
+            .stale
+            .into_iter()
+            .map(|gone| gone.access_code_id.clone())
+            .collect();
+        let fresh: Vec<LockObservation> = changes.fresh.into_iter().cloned().collect();
+        let device = device.clone();
+        self.db
+            .write(move |c| {
+                for gone in stale {
+                    exec(
+                        c,
+                        "DELETE FROM access_codes WHERE access_code_id = ?",
+                        params![gone],
+                    )?;
+                    insert_event(
+                        c,
+                        EventType::AccessCodeUnmanagedRemoved,
+                        &device,
+                        Some(&gone),
+                        None,
+                        now,
+                    )?;
+                }
+                for slot in fresh {
+                    let id = new_id();
+                    exec(
+                        c,
+                        "INSERT INTO access_codes (access_code_id, workspace_id, device_id,
+                            is_managed, name, code, type, status, slot, confirmed_code, created_at)
+                         VALUES (?1, ?2, ?3, 0, ?4, ?5, 'ongoing', 'set', ?6, ?5, ?7)",
+                        params![
+                            id,
+                            device.workspace_id,
+                            device.device_id,
+                            slot.name,
+                            slot.code,
+                            i64::from(slot.slot),
+                            now.millis()
+                        ],
+                    )?;
+                    insert_event(
+                        c,
+                        EventType::AccessCodeUnmanagedCreated,
+                        &device,
+                        Some(&id),
+                        None,
+                        now,
+                    )?;
+                }
+                Ok(())
+            })
+            .await
     }
 }
 
-async fn try_fetch_code(
-    tx: &mut Transaction<'_, Sqlite>,
-    access_code_id: &str,
-) -> Result<Option<AccessCodeRow>> {
+fn try_fetch_code(c: &Connection, access_code_id: &str) -> Result<Option<AccessCodeRow>> {
     let sql = format!("SELECT {CODE_COLUMNS} FROM access_codes WHERE access_code_id = ?");
-    Ok(sqlx::query_as(&sql)
-        .bind(access_code_id)
-        .fetch_optional(&mut **tx)
-        .await?)
+    row(c, &sql, params![access_code_id])
 }
 
-async fn pending_attempts(
-    tx: &mut Transaction<'_, Sqlite>,
-    access_code_id: &str,
-) -> Result<Vec<(String, String)>> {
-    Ok(sqlx::query_as(
+fn pending_attempts(c: &Connection, access_code_id: &str) -> Result<Vec<(String, String)>> {
+    rows(
+        c,
         "SELECT action_attempt_id, action_type FROM action_attempts
          WHERE access_code_id = ? AND status = 'pending'",
+        params![access_code_id],
     )
-    .bind(access_code_id)
-    .fetch_all(&mut **tx)
-    .await?)
 }
 
-async fn apply_outcome(
-    tx: &mut Transaction<'_, Sqlite>,
+fn apply_outcome(
+    c: &Connection,
     device: &DeviceRecord,
     row: AccessCodeRow,
     outcome: CodeOutcome,
     now: Timestamp,
 ) -> Result<()> {
-    let id = row.access_code_id.clone();
+    let id = row.access_code_id.as_str();
     match outcome {
         CodeOutcome::Programming { slot } => {
-            sqlx::query(
+            exec(
+                c,
                 "UPDATE access_codes SET slot = ?, status = 'setting',
                     pending_since = COALESCE(pending_since, ?) WHERE access_code_id = ?",
-            )
-            .bind(i64::from(slot))
-            .bind(now.millis())
-            .bind(&id)
-            .execute(&mut **tx)
-            .await?;
+                params![i64::from(slot), now.millis(), id],
+            )?;
         }
         CodeOutcome::Removing => {
-            sqlx::query(
+            exec(
+                c,
                 "UPDATE access_codes SET status = 'removing',
                     pending_since = COALESCE(pending_since, ?) WHERE access_code_id = ?",
-            )
-            .bind(now.millis())
-            .bind(&id)
-            .execute(&mut **tx)
-            .await?;
+                params![now.millis(), id],
+            )?;
         }
         CodeOutcome::Set { slot } => {
             let newly_set = row.status != "set" || row.confirmed_code != row.code;
             let warnings = warnings_once_set(&row)?;
-            sqlx::query(
+            exec(
+                c,
                 "UPDATE access_codes SET slot = ?, confirmed_code = code, status = 'set',
                     errors = '[]', warnings = ?, pending_since = NULL WHERE access_code_id = ?",
-            )
-            .bind(i64::from(slot))
-            .bind(json(&warnings)?)
-            .bind(&id)
-            .execute(&mut **tx)
-            .await?;
+                params![i64::from(slot), json(&warnings)?, id],
+            )?;
             if newly_set {
                 insert_event(
-                    tx,
+                    c,
                     EventType::AccessCodeSetOnDevice,
                     device,
-                    Some(&id),
+                    Some(id),
                     row.code.as_deref(),
                     now,
-                )
-                .await?;
+                )?;
             }
-            settle_attempts(tx, &id).await?;
+            settle_attempts(c, id)?;
         }
         CodeOutcome::Unset => {
-            sqlx::query(
+            exec(
+                c,
                 "UPDATE access_codes SET slot = NULL, confirmed_code = NULL, status = 'unset',
                     errors = '[]', warnings = '[]', pending_since = NULL WHERE access_code_id = ?",
-            )
-            .bind(&id)
-            .execute(&mut **tx)
-            .await?;
-            settle_attempts(tx, &id).await?;
+                params![id],
+            )?;
+            settle_attempts(c, id)?;
         }
         CodeOutcome::Gone { was_on_lock } => {
-            sqlx::query("DELETE FROM access_codes WHERE access_code_id = ?")
-                .bind(&id)
-                .execute(&mut **tx)
-                .await?;
-            sqlx::query("DELETE FROM device_jobs WHERE access_code_id = ?")
-                .bind(&id)
-                .execute(&mut **tx)
-                .await?;
+            exec(
+                c,
+                "DELETE FROM access_codes WHERE access_code_id = ?",
+                params![id],
+            )?;
+            exec(
+                c,
+                "DELETE FROM device_jobs WHERE access_code_id = ?",
+                params![id],
+            )?;
             for (event, code) in gone_events(&row, was_on_lock) {
-                insert_event(tx, event, device, Some(&id), code, now).await?;
+                insert_event(c, event, device, Some(id), code, now)?;
             }
-            for (attempt_id, action_type) in pending_attempts(tx, &id).await? {
-                resolve_attempt(tx, &attempt_id, gone_attempt_outcome(&action_type)).await?;
+            for (attempt_id, action_type) in pending_attempts(c, id)? {
+                resolve_attempt(c, &attempt_id, gone_attempt_outcome(&action_type))?;
             }
         }
         CodeOutcome::Delayed {
@@ -673,12 +697,12 @@ async fn apply_outcome(
             event,
         } => {
             if let Some(warnings) = with_delay_warning(&row, warning_code, message, now)? {
-                sqlx::query("UPDATE access_codes SET warnings = ? WHERE access_code_id = ?")
-                    .bind(json(&warnings)?)
-                    .bind(&id)
-                    .execute(&mut **tx)
-                    .await?;
-                insert_event(tx, event, device, Some(&id), None, now).await?;
+                exec(
+                    c,
+                    "UPDATE access_codes SET warnings = ? WHERE access_code_id = ?",
+                    params![json(&warnings)?, id],
+                )?;
+                insert_event(c, event, device, Some(id), None, now)?;
             }
         }
         CodeOutcome::Failed {
@@ -689,18 +713,15 @@ async fn apply_outcome(
         } => {
             let errors = with_error(&row, error_code, &message, now)?;
             let status = if removal { "removing" } else { "unset" };
-            sqlx::query(
+            exec(
+                c,
                 "UPDATE access_codes SET errors = ?, status = ?, pending_since = NULL
                  WHERE access_code_id = ?",
-            )
-            .bind(json(&errors)?)
-            .bind(status)
-            .bind(&id)
-            .execute(&mut **tx)
-            .await?;
-            insert_event(tx, event, device, Some(&id), None, now).await?;
-            for (attempt_id, _) in pending_attempts(tx, &id).await? {
-                resolve_attempt(tx, &attempt_id, Err((error_code, &message))).await?;
+                params![json(&errors)?, status, id],
+            )?;
+            insert_event(c, event, device, Some(id), None, now)?;
+            for (attempt_id, _) in pending_attempts(c, id)? {
+                resolve_attempt(c, &attempt_id, Err((error_code, &message)))?;
             }
         }
     }
@@ -708,56 +729,46 @@ async fn apply_outcome(
 }
 
 /// Settles the pending create/update attempts of a code with the code as it now stands.
-async fn settle_attempts(tx: &mut Transaction<'_, Sqlite>, access_code_id: &str) -> Result<()> {
-    let pending = pending_attempts(tx, access_code_id).await?;
+fn settle_attempts(c: &Connection, access_code_id: &str) -> Result<()> {
+    let pending = pending_attempts(c, access_code_id)?;
     if pending.is_empty() {
         return Ok(());
     }
-    let code = fetch_code(tx, access_code_id).await?.into_managed()?;
+    let code = fetch_code(c, access_code_id)?.into_managed()?;
     let result = serde_json::json!({ "access_code": code });
     for (attempt_id, action_type) in pending {
         if action_type != ActionType::DeleteAccessCode.as_str() {
-            resolve_attempt(tx, &attempt_id, Ok(result.clone())).await?;
+            resolve_attempt(c, &attempt_id, Ok(result.clone()))?;
         }
     }
     Ok(())
 }
 
 /// Makes sure the lock is read back at `at` at the latest (the body of `schedule_read`).
-async fn schedule_read_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    device_id: &str,
-    at: Timestamp,
-    attempts: i64,
-) -> Result<()> {
-    let existing: Option<(i64, i64)> = sqlx::query_as(
+fn schedule_read_in(c: &Connection, device_id: &str, at: Timestamp, attempts: i64) -> Result<()> {
+    let existing: Option<(i64, i64)> = row(
+        c,
         "SELECT job_id, run_after FROM device_jobs WHERE device_id = ? AND access_code_id IS NULL
          AND action IS NULL ORDER BY run_after LIMIT 1",
-    )
-    .bind(device_id)
-    .fetch_optional(&mut **tx)
-    .await?;
+        params![device_id],
+    )?;
     match existing {
         Some((job_id, run_after)) if run_after > at.millis() => {
-            sqlx::query("UPDATE device_jobs SET run_after = ?, attempts = ? WHERE job_id = ?")
-                .bind(at.millis())
-                .bind(attempts)
-                .bind(job_id)
-                .execute(&mut **tx)
-                .await?;
+            exec(
+                c,
+                "UPDATE device_jobs SET run_after = ?, attempts = ? WHERE job_id = ?",
+                params![at.millis(), attempts, job_id],
+            )?;
         }
         Some(_) => {}
         None => {
-            sqlx::query(
-                "INSERT INTO device_jobs (device_id, access_code_id, run_after, attempts, created_at)
-                 VALUES (?, NULL, ?, ?, ?)",
-            )
-            .bind(device_id)
-            .bind(at.millis())
-            .bind(attempts)
-            .bind(at.millis())
-            .execute(&mut **tx)
-            .await?;
+            exec(
+                c,
+                "INSERT INTO device_jobs (device_id, access_code_id, run_after, attempts,
+                    created_at)
+                 VALUES (?1, NULL, ?2, ?3, ?2)",
+                params![device_id, at.millis(), attempts],
+            )?;
         }
     }
     Ok(())
