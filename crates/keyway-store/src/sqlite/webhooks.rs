@@ -6,10 +6,12 @@ use async_trait::async_trait;
 use keyway_model::{
     EventType, Timestamp, Webhook, WebhookDelivery, WebhookDeliveryStatus, ALL_EVENT_TYPES,
 };
+use rusqlite::{params, Connection};
 use sqlx::sqlite::{SqliteConnection, SqliteOperation};
 use sqlx::{Sqlite, Transaction};
 use tokio::sync::Notify;
 
+use super::db::{column, exec, row, rows, scalar};
 use super::SqliteStore;
 use crate::rows::ts;
 use crate::webhooks::{event_types_json, ClaimedRow, DeliveryRow, WebhookRow, WEBHOOK_COLUMNS};
@@ -19,59 +21,69 @@ use crate::webhooks::{
 };
 use crate::{new_id, Result, StoreError};
 
-impl SqliteStore {
-    async fn find_webhook(
-        &self,
-        workspace_id: &str,
-        webhook_id: &str,
-        pool: &sqlx::SqlitePool,
-    ) -> Result<Option<Webhook>> {
-        let sql = format!(
-            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE workspace_id = ? AND webhook_id = ?"
-        );
-        let row: Option<WebhookRow> = sqlx::query_as(&sql)
-            .bind(workspace_id)
-            .bind(webhook_id)
-            .fetch_optional(pool)
-            .await?;
-        row.map(WebhookRow::into_model).transpose()
-    }
+/// A webhook of the workspace, if any.
+fn find_webhook(
+    c: &Connection,
+    workspace_id: &str,
+    webhook_id: &str,
+) -> Result<Option<WebhookRow>> {
+    let sql =
+        format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE workspace_id = ? AND webhook_id = ?");
+    row(c, &sql, params![workspace_id, webhook_id])
 }
 
 #[async_trait]
 impl WebhookStore for SqliteStore {
     async fn create_webhook(&self, new: NewWebhook<'_>, now: Timestamp) -> Result<Webhook> {
         let webhook_id = new_id();
-        sqlx::query(
-            "INSERT INTO webhooks (webhook_id, workspace_id, url, event_types, secret, created_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&webhook_id)
-        .bind(new.workspace_id)
-        .bind(new.url)
-        .bind(event_types_json(new.event_types)?)
-        .bind(new.secret)
-        .bind(now.millis())
-        .execute(&self.writer)
-        .await?;
-        self.find_webhook(new.workspace_id, &webhook_id, &self.writer)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("webhook vanished after insert".into()))
+        let event_types = event_types_json(new.event_types)?;
+        let (workspace_id, url, secret) = (
+            new.workspace_id.to_owned(),
+            new.url.to_owned(),
+            new.secret.to_owned(),
+        );
+        let row = self
+            .db
+            .write(move |c| {
+                exec(
+                    c,
+                    "INSERT INTO webhooks (webhook_id, workspace_id, url, event_types, secret,
+                        created_at)
+                     VALUES (?, ?, ?, ?, ?, ?)",
+                    params![
+                        webhook_id,
+                        workspace_id,
+                        url,
+                        event_types,
+                        secret,
+                        now.millis()
+                    ],
+                )?;
+                find_webhook(c, &workspace_id, &webhook_id)
+            })
+            .await?;
+        row.ok_or_else(|| StoreError::Corrupt("webhook vanished after insert".into()))?
+            .into_model()
     }
 
     /// A webhook of the workspace, secret included.
     async fn get_webhook(&self, workspace_id: &str, webhook_id: &str) -> Result<Option<Webhook>> {
-        self.find_webhook(workspace_id, webhook_id, &self.reader)
-            .await
+        let (workspace_id, webhook_id) = (workspace_id.to_owned(), webhook_id.to_owned());
+        let row = self
+            .db
+            .read(move |c| find_webhook(c, &workspace_id, &webhook_id))
+            .await?;
+        row.map(WebhookRow::into_model).transpose()
     }
 
     /// The workspace's webhooks, oldest first.
     async fn list_webhooks(&self, workspace_id: &str) -> Result<Vec<Webhook>> {
         let sql =
             format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE workspace_id = ? ORDER BY seq");
-        let rows: Vec<WebhookRow> = sqlx::query_as(&sql)
-            .bind(workspace_id)
-            .fetch_all(&self.reader)
+        let workspace_id = workspace_id.to_owned();
+        let rows: Vec<WebhookRow> = self
+            .db
+            .read(move |c| rows(c, &sql, params![workspace_id]))
             .await?;
         rows.into_iter().map(WebhookRow::into_model).collect()
     }
@@ -88,35 +100,45 @@ impl WebhookStore for SqliteStore {
             .event_types
             .map(|types| event_types_json(Some(types)))
             .transpose()?;
-        let done = sqlx::query(
-            "UPDATE webhooks SET url = COALESCE(?, url), event_types = COALESCE(?, event_types)
-             WHERE workspace_id = ? AND webhook_id = ?",
-        )
-        .bind(changes.url)
-        .bind(event_types)
-        .bind(workspace_id)
-        .bind(webhook_id)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        let url = changes.url.map(str::to_owned);
+        let (workspace_id, webhook_id) = (workspace_id.to_owned(), webhook_id.to_owned());
+        let changed = self
+            .db
+            .write(move |c| {
+                exec(
+                    c,
+                    "UPDATE webhooks SET url = COALESCE(?, url),
+                        event_types = COALESCE(?, event_types)
+                     WHERE workspace_id = ? AND webhook_id = ?",
+                    params![url, event_types, workspace_id, webhook_id],
+                )
+            })
+            .await?;
+        Ok(changed > 0)
     }
 
     /// Deletes a webhook of the workspace and its deliveries (sent or not); `false` when there
     /// is no such webhook.
     async fn delete_webhook(&self, workspace_id: &str, webhook_id: &str) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
-        let done = sqlx::query("DELETE FROM webhooks WHERE workspace_id = ? AND webhook_id = ?")
-            .bind(workspace_id)
-            .bind(webhook_id)
-            .execute(&mut *tx)
+        let (workspace_id, webhook_id) = (workspace_id.to_owned(), webhook_id.to_owned());
+        let deleted = self
+            .db
+            .write(move |c| {
+                let deleted = exec(
+                    c,
+                    "DELETE FROM webhooks WHERE workspace_id = ? AND webhook_id = ?",
+                    params![workspace_id, webhook_id],
+                )?;
+                // ON DELETE CASCADE does the same when foreign keys are on; say it anyway.
+                exec(
+                    c,
+                    "DELETE FROM webhook_deliveries WHERE webhook_id = ?",
+                    params![webhook_id],
+                )?;
+                Ok(deleted)
+            })
             .await?;
-        // ON DELETE CASCADE does the same when foreign keys are on; say it anyway.
-        sqlx::query("DELETE FROM webhook_deliveries WHERE webhook_id = ?")
-            .bind(webhook_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() > 0)
+        Ok(deleted > 0)
     }
 
     /// The newest deliveries of a webhook of the workspace, newest first.
@@ -126,21 +148,24 @@ impl WebhookStore for SqliteStore {
         webhook_id: &str,
         limit: u32,
     ) -> Result<Vec<WebhookDelivery>> {
-        let rows: Vec<DeliveryRow> = sqlx::query_as(
-            "SELECT d.message_id, d.webhook_id, d.event_id, e.event_type, d.status, d.attempts,
-                d.last_status_code, d.last_error, d.last_attempt_at, d.next_attempt_at,
-                d.created_at
-             FROM webhook_deliveries d
-             JOIN webhooks w ON w.webhook_id = d.webhook_id
-             LEFT JOIN events e ON e.event_id = d.event_id
-             WHERE w.workspace_id = ? AND d.webhook_id = ?
-             ORDER BY d.delivery_id DESC LIMIT ?",
-        )
-        .bind(workspace_id)
-        .bind(webhook_id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?;
+        let (workspace_id, webhook_id) = (workspace_id.to_owned(), webhook_id.to_owned());
+        let rows: Vec<DeliveryRow> = self
+            .db
+            .read(move |c| {
+                rows(
+                    c,
+                    "SELECT d.message_id, d.webhook_id, d.event_id, e.event_type, d.status,
+                        d.attempts, d.last_status_code, d.last_error, d.last_attempt_at,
+                        d.next_attempt_at, d.created_at
+                     FROM webhook_deliveries d
+                     JOIN webhooks w ON w.webhook_id = d.webhook_id
+                     LEFT JOIN events e ON e.event_id = d.event_id
+                     WHERE w.workspace_id = ? AND d.webhook_id = ?
+                     ORDER BY d.delivery_id DESC LIMIT ?",
+                    params![workspace_id, webhook_id, i64::from(limit)],
+                )
+            })
+            .await?;
         rows.into_iter().map(DeliveryRow::into_model).collect()
     }
 
@@ -160,83 +185,25 @@ impl WebhookStore for SqliteStore {
         lease_until: Timestamp,
         limits: ClaimLimits<'_>,
     ) -> Result<Vec<ClaimedDelivery>> {
-        let mut tx = self.writer.begin().await?;
-        record_attempts(&mut tx, owner, finished).await?;
-        if limits.total == 0 {
-            tx.commit().await?;
-            return Ok(Vec::new());
-        }
+        let finished = attempt_updates(finished);
+        let owner = owner.to_owned();
+        let (total, per_webhook) = (limits.total, limits.per_webhook);
         let free_slots: serde_json::Map<String, serde_json::Value> = limits
             .free_slots
             .iter()
             .map(|(id, free)| (id.clone(), serde_json::Value::from(*free)))
             .collect();
         let free_slots = serde_json::Value::Object(free_slots).to_string();
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "WITH heads AS (
-                SELECT d.delivery_id, d.webhook_id, d.next_attempt_at
-                FROM webhook_deliveries d
-                WHERE d.status = 'pending' AND d.next_attempt_at <= ?1
-                  AND (d.lease_until IS NULL OR d.lease_until <= ?1)
-                  AND d.webhook_id NOT IN (SELECT key FROM json_each(?2) WHERE value <= 0)
-                  AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p
-                      WHERE p.status = 'pending' AND p.webhook_id = d.webhook_id
-                        AND p.order_key = d.order_key AND p.delivery_id < d.delivery_id)
-                ORDER BY d.next_attempt_at, d.delivery_id
-                LIMIT 256
-             ), ranked AS (
-                SELECT delivery_id, next_attempt_at,
-                    ROW_NUMBER() OVER (PARTITION BY webhook_id
-                        ORDER BY next_attempt_at, delivery_id) AS position,
-                    COALESCE((SELECT value FROM json_each(?2) WHERE key = heads.webhook_id), ?3)
-                        AS free
-                FROM heads
-             )
-             UPDATE webhook_deliveries SET lease_owner = ?4, lease_until = ?5
-             WHERE delivery_id IN (SELECT delivery_id FROM ranked WHERE position <= free
-                 ORDER BY next_attempt_at, delivery_id LIMIT ?6)
-             RETURNING delivery_id",
-        )
-        .bind(now.millis())
-        .bind(&free_slots)
-        .bind(i64::from(limits.per_webhook))
-        .bind(owner)
-        .bind(lease_until.millis())
-        .bind(i64::from(limits.total))
-        .fetch_all(&mut *tx)
-        .await?;
-        if ids.is_empty() {
-            tx.commit().await?;
-            return Ok(Vec::new());
-        }
-        let ids_json = serde_json::to_string(&ids)
-            .map_err(|e| StoreError::Corrupt(format!("delivery ids: {e}")))?;
-        let rows: Vec<ClaimedRow> = sqlx::query_as(
-            "SELECT d.delivery_id, d.message_id, d.webhook_id, w.url, w.secret, d.attempts,
-                e.seq, e.event_id, e.workspace_id, e.event_type, e.device_id,
-                e.connected_account_id, e.access_code_id, e.code, e.created_at, e.occurred_at, e.payload
-             FROM webhook_deliveries d
-             JOIN webhooks w ON w.webhook_id = d.webhook_id
-             JOIN events e ON e.event_id = d.event_id
-             WHERE d.delivery_id IN (SELECT value FROM json_each(?))
-             ORDER BY d.next_attempt_at, d.delivery_id",
-        )
-        .bind(&ids_json)
-        .fetch_all(&mut *tx)
-        .await?;
-        if rows.len() < ids.len() {
-            // The event is gone: nothing can ever be sent for these.
-            sqlx::query(
-                "UPDATE webhook_deliveries SET status = 'failed', last_error = 'event not found',
-                    lease_owner = NULL, lease_until = NULL
-                 WHERE delivery_id IN (SELECT value FROM json_each(?))
-                   AND event_id NOT IN (SELECT event_id FROM events)",
-            )
-            .bind(&ids_json)
-            .execute(&mut *tx)
+        let rows: Vec<ClaimedRow> = self
+            .db
+            .write(move |c| {
+                record_attempts(c, &owner, &finished)?;
+                if total == 0 {
+                    return Ok(Vec::new());
+                }
+                claim(c, &owner, &free_slots, now, lease_until, per_webhook, total)
+            })
             .await?;
-        }
-        tx.commit().await?;
         rows.into_iter()
             .map(|row| {
                 Ok(ClaimedDelivery {
@@ -260,22 +227,27 @@ impl WebhookStore for SqliteStore {
         owner: &str,
         attempts: &[FinishedAttempt],
     ) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        record_attempts(&mut tx, owner, attempts).await?;
-        tx.commit().await?;
-        Ok(())
+        let attempts = attempt_updates(attempts);
+        let owner = owner.to_owned();
+        self.db
+            .write(move |c| record_attempts(c, &owner, &attempts))
+            .await
     }
 
     /// Whether some pending delivery is due at `now` (read from the reader pool: it may miss
     /// a transaction that is committing right now).
     async fn webhook_delivery_due(&self, now: Timestamp) -> Result<bool> {
-        let due: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM webhook_deliveries
-             WHERE status = 'pending' AND next_attempt_at <= ? LIMIT 1",
-        )
-        .bind(now.millis())
-        .fetch_optional(&self.reader)
-        .await?;
+        let due: Option<i64> = self
+            .db
+            .read(move |c| {
+                scalar(
+                    c,
+                    "SELECT 1 FROM webhook_deliveries
+                     WHERE status = 'pending' AND next_attempt_at <= ? LIMIT 1",
+                    params![now.millis()],
+                )
+            })
+            .await?;
         Ok(due.is_some())
     }
 
@@ -283,80 +255,182 @@ impl WebhookStore for SqliteStore {
     /// are due now but wait behind an earlier one of their order key become claimable when
     /// that one is recorded, not at a time of their own.
     async fn next_webhook_retry_after(&self, now: Timestamp) -> Result<Option<Timestamp>> {
-        let at: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM webhook_deliveries
-             WHERE status = 'pending' AND next_attempt_at > ?",
-        )
-        .bind(now.millis())
-        .fetch_one(&self.reader)
-        .await?;
-        at.map(ts).transpose()
+        // MIN() always answers one row, NULL when nothing is pending.
+        let at: Option<Option<i64>> = self
+            .db
+            .read(move |c| {
+                scalar(
+                    c,
+                    "SELECT MIN(next_attempt_at) FROM webhook_deliveries
+                     WHERE status = 'pending' AND next_attempt_at > ?",
+                    params![now.millis()],
+                )
+            })
+            .await?;
+        at.flatten().map(ts).transpose()
     }
 
-    /// Raised whenever a delivery is queued in this process (inside the queuing transaction):
-    /// the sender waits on it. A claim that follows runs after that transaction.
+    /// Raised after a transaction that queued a delivery in this process has committed (the
+    /// writer's update hook, see `Db::open`): the sender waits on it. A claim that follows runs
+    /// after that transaction.
     fn outbox_signal(&self) -> Arc<Notify> {
         self.outbox.clone()
     }
 }
 
-/// The attempts part of `record_webhook_attempts`, inside `tx`.
-async fn record_attempts(
-    tx: &mut Transaction<'_, Sqlite>,
+/// Leases the due heads to `owner` (the claim part of `claim_webhook_deliveries`) and reads
+/// what the sender needs of them, in the caller's transaction.
+fn claim(
+    c: &Connection,
     owner: &str,
-    attempts: &[FinishedAttempt],
-) -> Result<()> {
-    for (delivery_id, outcome, at) in attempts {
-        let (status, status_code, error, retry_at) = match outcome {
-            AttemptOutcome::Delivered { status_code } => (
-                WebhookDeliveryStatus::Succeeded,
-                Some(*status_code),
-                None,
-                None,
-            ),
-            AttemptOutcome::Failed {
-                status_code,
+    free_slots: &str,
+    now: Timestamp,
+    lease_until: Timestamp,
+    per_webhook: u32,
+    total: u32,
+) -> Result<Vec<ClaimedRow>> {
+    let ids: Vec<i64> = column(
+        c,
+        "WITH heads AS (
+            SELECT d.delivery_id, d.webhook_id, d.next_attempt_at
+            FROM webhook_deliveries d
+            WHERE d.status = 'pending' AND d.next_attempt_at <= ?1
+              AND (d.lease_until IS NULL OR d.lease_until <= ?1)
+              AND d.webhook_id NOT IN (SELECT key FROM json_each(?2) WHERE value <= 0)
+              AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p
+                  WHERE p.status = 'pending' AND p.webhook_id = d.webhook_id
+                    AND p.order_key = d.order_key AND p.delivery_id < d.delivery_id)
+            ORDER BY d.next_attempt_at, d.delivery_id
+            LIMIT 256
+         ), ranked AS (
+            SELECT delivery_id, next_attempt_at,
+                ROW_NUMBER() OVER (PARTITION BY webhook_id
+                    ORDER BY next_attempt_at, delivery_id) AS position,
+                COALESCE((SELECT value FROM json_each(?2) WHERE key = heads.webhook_id), ?3)
+                    AS free
+            FROM heads
+         )
+         UPDATE webhook_deliveries SET lease_owner = ?4, lease_until = ?5
+         WHERE delivery_id IN (SELECT delivery_id FROM ranked WHERE position <= free
+             ORDER BY next_attempt_at, delivery_id LIMIT ?6)
+         RETURNING delivery_id",
+        params![
+            now.millis(),
+            free_slots,
+            i64::from(per_webhook),
+            owner,
+            lease_until.millis(),
+            i64::from(total)
+        ],
+    )?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids_json = serde_json::to_string(&ids)
+        .map_err(|e| StoreError::Corrupt(format!("delivery ids: {e}")))?;
+    let claimed: Vec<ClaimedRow> = rows(
+        c,
+        "SELECT d.delivery_id, d.message_id, d.webhook_id, w.url, w.secret, d.attempts,
+            e.seq, e.event_id, e.workspace_id, e.event_type, e.device_id,
+            e.connected_account_id, e.access_code_id, e.code, e.created_at, e.occurred_at, e.payload
+         FROM webhook_deliveries d
+         JOIN webhooks w ON w.webhook_id = d.webhook_id
+         JOIN events e ON e.event_id = d.event_id
+         WHERE d.delivery_id IN (SELECT value FROM json_each(?))
+         ORDER BY d.next_attempt_at, d.delivery_id",
+        params![ids_json],
+    )?;
+    if claimed.len() < ids.len() {
+        // The event is gone: nothing can ever be sent for these.
+        exec(
+            c,
+            "UPDATE webhook_deliveries SET status = 'failed', last_error = 'event not found',
+                lease_owner = NULL, lease_until = NULL
+             WHERE delivery_id IN (SELECT value FROM json_each(?))
+               AND event_id NOT IN (SELECT event_id FROM events)",
+            params![ids_json],
+        )?;
+    }
+    Ok(claimed)
+}
+
+/// One finished attempt as `record_attempts` writes it: delivery, status, status code, error,
+/// when it ended, when to retry.
+type AttemptUpdate = (
+    i64,
+    &'static str,
+    Option<i64>,
+    Option<String>,
+    i64,
+    Option<i64>,
+);
+
+/// The finished attempts as owned values the writer's closure can take.
+fn attempt_updates(attempts: &[FinishedAttempt]) -> Vec<AttemptUpdate> {
+    attempts
+        .iter()
+        .map(|(delivery_id, outcome, at)| {
+            let (status, status_code, error, retry_at) = match outcome {
+                AttemptOutcome::Delivered { status_code } => (
+                    WebhookDeliveryStatus::Succeeded,
+                    Some(*status_code),
+                    None,
+                    None,
+                ),
+                AttemptOutcome::Failed {
+                    status_code,
+                    error,
+                    retry_at: Some(retry_at),
+                } => (
+                    WebhookDeliveryStatus::Pending,
+                    *status_code,
+                    Some(error.clone()),
+                    Some(retry_at.millis()),
+                ),
+                AttemptOutcome::Failed {
+                    status_code,
+                    error,
+                    retry_at: None,
+                } => (
+                    WebhookDeliveryStatus::Failed,
+                    *status_code,
+                    Some(error.clone()),
+                    None,
+                ),
+            };
+            (
+                *delivery_id,
+                status.as_str(),
+                status_code.map(i64::from),
                 error,
-                retry_at: Some(retry_at),
-            } => (
-                WebhookDeliveryStatus::Pending,
-                *status_code,
-                Some(error.as_str()),
-                Some(retry_at.millis()),
-            ),
-            AttemptOutcome::Failed {
-                status_code,
-                error,
-                retry_at: None,
-            } => (
-                WebhookDeliveryStatus::Failed,
-                *status_code,
-                Some(error.as_str()),
-                None,
-            ),
-        };
-        sqlx::query(
+                at.millis(),
+                retry_at,
+            )
+        })
+        .collect()
+}
+
+/// The attempts part of `record_webhook_attempts`, in the caller's transaction.
+fn record_attempts(c: &Connection, owner: &str, attempts: &[AttemptUpdate]) -> Result<()> {
+    for (delivery_id, status, status_code, error, at, retry_at) in attempts {
+        exec(
+            c,
             "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1,
                     last_status_code = ?, last_error = ?, last_attempt_at = ?,
                     next_attempt_at = COALESCE(?, next_attempt_at),
                     lease_owner = NULL, lease_until = NULL
                  WHERE delivery_id = ? AND lease_owner = ? AND status = 'pending'",
-        )
-        .bind(status.as_str())
-        .bind(status_code.map(i64::from))
-        .bind(error)
-        .bind(at.millis())
-        .bind(retry_at)
-        .bind(delivery_id)
-        .bind(owner)
-        .execute(&mut **tx)
-        .await?;
+            params![status, status_code, error, at, retry_at, delivery_id, owner],
+        )?;
     }
     Ok(())
 }
 
 /// Queues the event for every webhook of its workspace whose filter lets it through. Runs in
 /// the event's transaction.
+///
+/// The sqlx version, for `access_codes.rs` until it is ported; `super::tx::enqueue_deliveries`
+/// replaces it.
 pub(crate) async fn enqueue_deliveries(
     tx: &mut Transaction<'_, Sqlite>,
     event_id: &str,
@@ -386,6 +460,9 @@ pub(crate) async fn enqueue_deliveries(
 }
 
 /// Makes a (writer) connection raise `signal` whenever it inserts a delivery.
+///
+/// For the sqlx writer pool `mod.rs` still opens; the rusqlite writer has its own hook
+/// (`Db::open` watches `webhook_deliveries`).
 pub(crate) async fn signal_queued_deliveries(
     conn: &mut SqliteConnection,
     signal: Arc<Notify>,
