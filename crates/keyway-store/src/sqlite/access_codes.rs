@@ -878,3 +878,301 @@ pub(crate) async fn resolve_attempt(
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use keyway_model::ActionAttemptStatus;
+
+    use super::*;
+    use crate::{Store, SEED};
+
+    fn at(millis: i64) -> Timestamp {
+        Timestamp::from_millis(1_700_000_000_000 + millis).expect("valid time")
+    }
+
+    async fn seeded() -> (tempfile::TempDir, Store, DeviceRecord) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open_dir(dir.path(), &crate::StoreOptions::default())
+            .await
+            .expect("store opens");
+        store.seed(0, at(0)).await.expect("seeded");
+        let device = store
+            .get_device(SEED.seed_workspace_1, Some(SEED.august_device_1), None)
+            .await
+            .expect("query")
+            .expect("seeded device");
+        (dir, store, device)
+    }
+
+    fn new_code<'a>(
+        device: &'a DeviceRecord,
+        pin: &str,
+        window: Option<(i64, i64)>,
+    ) -> NewAccessCode<'a> {
+        NewAccessCode {
+            device,
+            name: Some(format!("code {pin}")),
+            code: pin.into(),
+            kind: if window.is_some() {
+                AccessCodeType::TimeBound
+            } else {
+                AccessCodeType::Ongoing
+            },
+            starts_at: window.map(|(s, _)| at(s)),
+            ends_at: window.map(|(_, e)| at(e)),
+            status: AccessCodeStatus::Setting,
+            is_external_modification_allowed: false,
+            is_one_time_use: false,
+            is_offline_access_code: false,
+            common_code_key: Some("group".into()),
+            use_backup_access_code_pool: true,
+            job_at: at(1),
+        }
+    }
+
+    fn filter<'a>(device_id: Option<&'a str>, limit: u32) -> AccessCodeFilter<'a> {
+        AccessCodeFilter {
+            device_id,
+            access_code_ids: None,
+            after: None,
+            limit,
+        }
+    }
+
+    #[tokio::test]
+    async fn codes_are_created_found_listed_updated_and_deleted() {
+        let (_dir, store, device) = seeded().await;
+        let ws = SEED.seed_workspace_1;
+        let created = store
+            .create_access_codes(
+                vec![
+                    new_code(&device, "1234", None),
+                    new_code(&device, "5678", Some((10, 20))),
+                ],
+                at(1),
+            )
+            .await
+            .expect("created");
+        assert_eq!(created.len(), 2);
+        let (first, attempt) = &created[0];
+        assert_eq!(first.code.as_deref(), Some("1234"));
+        assert_eq!(attempt.status, ActionAttemptStatus::Pending);
+
+        // The same PIN in an overlapping window clashes; all of the batch is rolled back.
+        let clash = store
+            .create_access_codes(
+                vec![
+                    new_code(&device, "9999", None),
+                    new_code(&device, "5678", Some((15, 30))),
+                ],
+                at(2),
+            )
+            .await;
+        assert!(matches!(clash, Err(StoreError::Conflict(_))));
+        // A window that does not overlap is fine.
+        store
+            .create_access_code(new_code(&device, "5678", Some((20, 30))), at(2))
+            .await
+            .expect("no overlap");
+        let pins = store
+            .codes_on_device(&device.device_id)
+            .await
+            .expect("pins");
+        assert!(!pins.contains(&"9999".to_owned()));
+        assert!(pins.contains(&"1234".to_owned()));
+
+        let by_id = store
+            .get_access_code(ws, CodeLookup::Id(&first.access_code_id))
+            .await
+            .expect("query")
+            .expect("found");
+        assert_eq!(by_id.access_code_id, first.access_code_id);
+        let by_pin = store
+            .get_access_code(
+                ws,
+                CodeLookup::Pin {
+                    device_id: &device.device_id,
+                    code: "5678",
+                },
+            )
+            .await
+            .expect("query")
+            .expect("found");
+        assert_eq!(by_pin.access_code_id, created[1].0.access_code_id);
+        let unmanaged = store
+            .get_unmanaged_access_code(ws, CodeLookup::Id(&first.access_code_id))
+            .await
+            .expect("query");
+        assert!(unmanaged.is_none());
+
+        let page = store
+            .list_access_codes(ws, filter(Some(&device.device_id), 2))
+            .await
+            .expect("page");
+        assert_eq!(page.items.len(), 2);
+        assert_eq!(page.items[0].access_code_id, first.access_code_id);
+        let rest = store
+            .list_access_codes(
+                ws,
+                AccessCodeFilter {
+                    after: page.next_cursor,
+                    ..filter(None, 10)
+                },
+            )
+            .await
+            .expect("page");
+        assert_eq!(rest.items.len(), 1);
+        assert!(rest.next_cursor.is_none());
+        let ids = [created[1].0.access_code_id.clone()];
+        let picked = store
+            .list_access_codes(
+                ws,
+                AccessCodeFilter {
+                    access_code_ids: Some(&ids),
+                    ..filter(None, 10)
+                },
+            )
+            .await
+            .expect("page");
+        assert_eq!(picked.items.len(), 1);
+        assert_eq!(picked.items[0].access_code_id, ids[0]);
+        let grouped = store
+            .codes_with_common_key(ws, "group")
+            .await
+            .expect("group");
+        assert_eq!(grouped.len(), 3);
+
+        // A rename alone is done at once; a new PIN goes back to the lock.
+        let rename = store
+            .update_access_code(
+                &device,
+                &first.access_code_id,
+                AccessCodeChanges {
+                    name: Some("renamed".into()),
+                    code: "1234".into(),
+                    kind: AccessCodeType::Ongoing,
+                    starts_at: None,
+                    ends_at: None,
+                    is_external_modification_allowed: true,
+                    reprogram: None,
+                },
+                at(3),
+            )
+            .await
+            .expect("updated");
+        assert_eq!(rename.action_attempt.status, ActionAttemptStatus::Success);
+        let repin = store
+            .update_access_code(
+                &device,
+                &first.access_code_id,
+                AccessCodeChanges {
+                    name: Some("renamed".into()),
+                    code: "5678".into(),
+                    kind: AccessCodeType::Ongoing,
+                    starts_at: None,
+                    ends_at: None,
+                    is_external_modification_allowed: true,
+                    reprogram: Some((AccessCodeStatus::Setting, at(3))),
+                },
+                at(3),
+            )
+            .await;
+        assert!(matches!(repin, Err(StoreError::Conflict(_))));
+        let renamed = store
+            .get_access_code(ws, CodeLookup::Id(&first.access_code_id))
+            .await
+            .expect("query")
+            .expect("found");
+        assert_eq!(renamed.name.as_deref(), Some("renamed"));
+        assert_eq!(renamed.code.as_deref(), Some("1234"));
+
+        let deleted = store
+            .delete_access_code(&device, &first.access_code_id, at(4))
+            .await
+            .expect("deleted");
+        let fetched = store
+            .get_action_attempt(ws, &deleted.action_attempt_id)
+            .await
+            .expect("query")
+            .expect("found");
+        assert_eq!(fetched.action_type, ActionType::DeleteAccessCode);
+        let attempts = store
+            .list_action_attempts(ws, None, Some(&device.device_id), None, 3)
+            .await
+            .expect("attempts");
+        assert_eq!(attempts.items.len(), 3);
+        assert!(attempts.next_cursor.is_some());
+        let chosen = [deleted.action_attempt_id.clone()];
+        let attempts = store
+            .list_action_attempts(ws, Some(&chosen), None, None, 10)
+            .await
+            .expect("attempts");
+        assert_eq!(attempts.items.len(), 1);
+        assert!(!store
+            .convert_unmanaged(ws, &first.access_code_id, false, at(5))
+            .await
+            .expect("query"));
+    }
+
+    #[tokio::test]
+    async fn a_backup_code_is_pulled_once() {
+        let (_dir, store, device) = seeded().await;
+        assert_eq!(
+            store
+                .backup_pool_shortfall(&device.device_id)
+                .await
+                .expect("query"),
+            0
+        );
+        store.enable_backup_pool(&device, 2).await.expect("enabled");
+        assert_eq!(
+            store
+                .backup_pool_shortfall(&device.device_id)
+                .await
+                .expect("query"),
+            2
+        );
+        store
+            .add_backup_codes(&device, &["1111".into(), "2222".into()], at(1))
+            .await
+            .expect("added");
+        assert_eq!(
+            store
+                .backup_pool_shortfall(&device.device_id)
+                .await
+                .expect("query"),
+            0
+        );
+        let (original, _) = store
+            .create_access_code(new_code(&device, "3333", Some((10, 20))), at(2))
+            .await
+            .expect("created");
+        let backup = store
+            .pull_backup_code(&device, &original, at(3))
+            .await
+            .expect("pulled")
+            .expect("a backup");
+        assert_eq!(backup.name.as_deref(), Some("Backup of code 3333"));
+        assert_eq!(backup.starts_at, Some(at(3)));
+        assert_eq!(backup.ends_at, Some(at(20)));
+        let again = store
+            .pull_backup_code(&device, &original, at(4))
+            .await
+            .expect("pulled")
+            .expect("a backup");
+        assert_eq!(again.access_code_id, backup.access_code_id);
+        assert_eq!(
+            store
+                .backup_pool_shortfall(&device.device_id)
+                .await
+                .expect("query"),
+            1
+        );
+        // Backups are not listed with the workspace's codes.
+        let page = store
+            .list_access_codes(SEED.seed_workspace_1, filter(None, 10))
+            .await
+            .expect("page");
+        assert_eq!(page.items.len(), 1);
+    }
+}
