@@ -3,11 +3,14 @@
 
 use async_trait::async_trait;
 use keyway_model::{
-    AccessCode, ActionAttempt, ActionType, EventType, Timestamp, UnmanagedAccessCode,
+    AccessCode, AccessCodeStatus, AccessCodeType, ActionAttempt, ActionType, EventType, Timestamp,
+    UnmanagedAccessCode,
 };
+use rusqlite::{params, Connection};
 use sqlx::{Sqlite, Transaction};
 
-use super::SqliteStore;
+use super::db::{column, exec, row, rows, scalar};
+use super::{tx, SqliteStore};
 use crate::access_codes::{
     add_device_errors, AccessCodeChanges, AccessCodeFilter, AccessCodeStore, CodeLookup,
     NewAccessCode, UpdateOutcome,
@@ -36,6 +39,8 @@ pub(crate) const CODE_JSON: &str = "'seq', seq, 'access_code_id', access_code_id
     'is_backup', is_backup, 'pulled_backup_access_code_id', pulled_backup_access_code_id, \
     'is_backup_access_code_available', is_backup_access_code_available";
 
+const ATTEMPT_COLUMNS: &str = "action_attempt_id, action_type, status, result, error";
+
 #[async_trait]
 impl AccessCodeStore for SqliteStore {
     async fn create_access_codes(
@@ -43,13 +48,16 @@ impl AccessCodeStore for SqliteStore {
         codes: Vec<NewAccessCode<'_>>,
         now: Timestamp,
     ) -> Result<Vec<(AccessCode, ActionAttempt)>> {
-        let mut tx = self.writer.begin().await?;
-        let mut created = Vec::with_capacity(codes.len());
-        for new in codes {
-            created.push(insert_code(&mut tx, new, now).await?);
-        }
-        tx.commit().await?;
-        Ok(created)
+        let codes: Vec<NewCode> = codes.into_iter().map(NewCode::from).collect();
+        self.db
+            .write(move |c| {
+                let mut created = Vec::with_capacity(codes.len());
+                for new in &codes {
+                    created.push(insert_code(c, new, now)?);
+                }
+                Ok(created)
+            })
+            .await
     }
 
     async fn update_access_code(
@@ -59,82 +67,73 @@ impl AccessCodeStore for SqliteStore {
         changes: AccessCodeChanges,
         now: Timestamp,
     ) -> Result<UpdateOutcome> {
-        let mut tx = self.writer.begin().await?;
-        if changes.reprogram.is_some() {
-            ensure_no_duplicate(
-                &mut tx,
-                &device.device_id,
-                &changes.code,
-                changes.starts_at,
-                changes.ends_at,
-                Some(access_code_id),
-            )
-            .await?;
-        }
-        sqlx::query(
-            "UPDATE access_codes SET name = ?, code = ?, type = ?, starts_at = ?, ends_at = ?,
-                is_external_modification_allowed = ?
-             WHERE access_code_id = ? AND workspace_id = ?",
-        )
-        .bind(&changes.name)
-        .bind(&changes.code)
-        .bind(changes.kind.as_str())
-        .bind(changes.starts_at.map(|t| t.millis()))
-        .bind(changes.ends_at.map(|t| t.millis()))
-        .bind(changes.is_external_modification_allowed)
-        .bind(access_code_id)
-        .bind(&device.workspace_id)
-        .execute(&mut *tx)
-        .await?;
-        insert_event(
-            &mut tx,
-            EventType::AccessCodeChanged,
-            device,
-            Some(access_code_id),
-            None,
-            now,
-        )
-        .await?;
-        let attempt = insert_attempt(
-            &mut tx,
-            &device.workspace_id,
-            ActionType::UpdateAccessCode,
-            Some(access_code_id),
-            &device.device_id,
-            now,
-        )
-        .await?;
-        let action_attempt = match changes.reprogram {
-            Some((status, job_at)) => {
-                sqlx::query(
-                    "UPDATE access_codes SET status = ?, errors = '[]', warnings = '[]',
-                        pending_since = ? WHERE access_code_id = ?",
-                )
-                .bind(status.as_str())
-                .bind(now.millis())
-                .bind(access_code_id)
-                .execute(&mut *tx)
-                .await?;
-                insert_job(
-                    &mut tx,
-                    &device.device_id,
-                    Some(access_code_id),
-                    job_at,
+        let (device, id) = (device.clone(), access_code_id.to_owned());
+        self.db
+            .write(move |c| {
+                if changes.reprogram.is_some() {
+                    ensure_no_duplicate(
+                        c,
+                        &device.device_id,
+                        &changes.code,
+                        changes.starts_at,
+                        changes.ends_at,
+                        Some(&id),
+                    )?;
+                }
+                exec(
+                    c,
+                    "UPDATE access_codes SET name = ?, code = ?, type = ?, starts_at = ?,
+                        ends_at = ?, is_external_modification_allowed = ?
+                     WHERE access_code_id = ? AND workspace_id = ?",
+                    params![
+                        changes.name,
+                        changes.code,
+                        changes.kind.as_str(),
+                        changes.starts_at.map(|t| t.millis()),
+                        changes.ends_at.map(|t| t.millis()),
+                        changes.is_external_modification_allowed,
+                        id,
+                        device.workspace_id,
+                    ],
+                )?;
+                tx::insert_event(
+                    c,
+                    EventType::AccessCodeChanged,
+                    &device,
+                    Some(&id),
+                    None,
                     now,
-                )
-                .await?;
-                attempt
-            }
-            None => {
-                // Nothing to change on the lock: the update is done.
-                let code = fetch_code(&mut tx, access_code_id).await?.into_managed()?;
-                let result = serde_json::json!({ "access_code": code });
-                resolve_attempt(&mut tx, &attempt.action_attempt_id, Ok(result)).await?;
-                fetch_attempt(&mut tx, &attempt.action_attempt_id).await?
-            }
-        };
-        tx.commit().await?;
-        Ok(UpdateOutcome { action_attempt })
+                )?;
+                let attempt = tx::insert_attempt(
+                    c,
+                    &device.workspace_id,
+                    ActionType::UpdateAccessCode,
+                    Some(&id),
+                    &device.device_id,
+                    now,
+                )?;
+                let action_attempt = match changes.reprogram {
+                    Some((status, job_at)) => {
+                        exec(
+                            c,
+                            "UPDATE access_codes SET status = ?, errors = '[]', warnings = '[]',
+                                pending_since = ? WHERE access_code_id = ?",
+                            params![status.as_str(), now.millis(), id],
+                        )?;
+                        tx::insert_job(c, &device.device_id, Some(&id), job_at, now)?;
+                        attempt
+                    }
+                    None => {
+                        // Nothing to change on the lock: the update is done.
+                        let code = tx::fetch_code(c, &id)?.into_managed()?;
+                        let result = serde_json::json!({ "access_code": code });
+                        tx::resolve_attempt(c, &attempt.action_attempt_id, Ok(result))?;
+                        tx::fetch_attempt(c, &attempt.action_attempt_id)?
+                    }
+                };
+                Ok(UpdateOutcome { action_attempt })
+            })
+            .await
     }
 
     async fn delete_access_code(
@@ -143,29 +142,27 @@ impl AccessCodeStore for SqliteStore {
         access_code_id: &str,
         now: Timestamp,
     ) -> Result<ActionAttempt> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query(
-            "UPDATE access_codes SET deleted = 1, status = 'removing', warnings = '[]',
-                errors = '[]', pending_since = ?
-             WHERE access_code_id = ? AND workspace_id = ? AND is_managed = 1",
-        )
-        .bind(now.millis())
-        .bind(access_code_id)
-        .bind(&device.workspace_id)
-        .execute(&mut *tx)
-        .await?;
-        insert_job(&mut tx, &device.device_id, Some(access_code_id), now, now).await?;
-        let attempt = insert_attempt(
-            &mut tx,
-            &device.workspace_id,
-            ActionType::DeleteAccessCode,
-            Some(access_code_id),
-            &device.device_id,
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(attempt)
+        let (device, id) = (device.clone(), access_code_id.to_owned());
+        self.db
+            .write(move |c| {
+                exec(
+                    c,
+                    "UPDATE access_codes SET deleted = 1, status = 'removing', warnings = '[]',
+                        errors = '[]', pending_since = ?
+                     WHERE access_code_id = ? AND workspace_id = ? AND is_managed = 1",
+                    params![now.millis(), id, device.workspace_id],
+                )?;
+                tx::insert_job(c, &device.device_id, Some(&id), now, now)?;
+                tx::insert_attempt(
+                    c,
+                    &device.workspace_id,
+                    ActionType::DeleteAccessCode,
+                    Some(&id),
+                    &device.device_id,
+                    now,
+                )
+            })
+            .await
     }
 
     async fn convert_unmanaged(
@@ -175,33 +172,33 @@ impl AccessCodeStore for SqliteStore {
         is_external_modification_allowed: bool,
         now: Timestamp,
     ) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
-        let done = sqlx::query(
-            "UPDATE access_codes SET is_managed = 1, status = 'set', confirmed_code = code,
-                is_external_modification_allowed = ?
-             WHERE access_code_id = ? AND workspace_id = ? AND is_managed = 0 AND deleted = 0",
-        )
-        .bind(is_external_modification_allowed)
-        .bind(access_code_id)
-        .bind(workspace_id)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        let row = fetch_code(&mut tx, access_code_id).await?;
-        let device = super::accounts::device_in_tx(&mut tx, &row.device_id).await?;
-        insert_event(
-            &mut tx,
-            EventType::AccessCodeUnmanagedConvertedToManaged,
-            &device,
-            Some(access_code_id),
-            None,
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+        let (workspace_id, id) = (workspace_id.to_owned(), access_code_id.to_owned());
+        self.db
+            .write(move |c| {
+                let done = exec(
+                    c,
+                    "UPDATE access_codes SET is_managed = 1, status = 'set', confirmed_code = code,
+                        is_external_modification_allowed = ?
+                     WHERE access_code_id = ? AND workspace_id = ? AND is_managed = 0
+                        AND deleted = 0",
+                    params![is_external_modification_allowed, id, workspace_id],
+                )?;
+                if done == 0 {
+                    return Ok(false);
+                }
+                let row = tx::fetch_code(c, &id)?;
+                let device = tx::device(c, &row.device_id)?;
+                tx::insert_event(
+                    c,
+                    EventType::AccessCodeUnmanagedConvertedToManaged,
+                    &device,
+                    Some(&id),
+                    None,
+                    now,
+                )?;
+                Ok(true)
+            })
+            .await
     }
 
     async fn delete_unmanaged(
@@ -210,28 +207,26 @@ impl AccessCodeStore for SqliteStore {
         access_code_id: &str,
         now: Timestamp,
     ) -> Result<ActionAttempt> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query(
-            "UPDATE access_codes SET deleted = 1, pending_since = ?
-             WHERE access_code_id = ? AND workspace_id = ? AND is_managed = 0",
-        )
-        .bind(now.millis())
-        .bind(access_code_id)
-        .bind(&device.workspace_id)
-        .execute(&mut *tx)
-        .await?;
-        insert_job(&mut tx, &device.device_id, Some(access_code_id), now, now).await?;
-        let attempt = insert_attempt(
-            &mut tx,
-            &device.workspace_id,
-            ActionType::DeleteAccessCode,
-            Some(access_code_id),
-            &device.device_id,
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(attempt)
+        let (device, id) = (device.clone(), access_code_id.to_owned());
+        self.db
+            .write(move |c| {
+                exec(
+                    c,
+                    "UPDATE access_codes SET deleted = 1, pending_since = ?
+                     WHERE access_code_id = ? AND workspace_id = ? AND is_managed = 0",
+                    params![now.millis(), id, device.workspace_id],
+                )?;
+                tx::insert_job(c, &device.device_id, Some(&id), now, now)?;
+                tx::insert_attempt(
+                    c,
+                    &device.workspace_id,
+                    ActionType::DeleteAccessCode,
+                    Some(&id),
+                    &device.device_id,
+                    now,
+                )
+            })
+            .await
     }
 
     async fn get_access_code(
@@ -283,27 +278,37 @@ impl AccessCodeStore for SqliteStore {
     }
 
     async fn enable_backup_pool(&self, device: &DeviceRecord, size: u32) -> Result<()> {
-        sqlx::query(
-            "UPDATE devices SET backup_pool_size = MAX(backup_pool_size, ?) WHERE device_id = ?",
-        )
-        .bind(i64::from(size))
-        .bind(&device.device_id)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        let device_id = device.device_id.clone();
+        self.db
+            .write(move |c| {
+                exec(
+                    c,
+                    "UPDATE devices SET backup_pool_size = MAX(backup_pool_size, ?)
+                     WHERE device_id = ?",
+                    params![i64::from(size), device_id],
+                )?;
+                Ok(())
+            })
+            .await
     }
 
     async fn backup_pool_shortfall(&self, device_id: &str) -> Result<u32> {
-        let missing: i64 = sqlx::query_scalar(
-            "SELECT d.backup_pool_size - (SELECT COUNT(*) FROM access_codes b
-                WHERE b.device_id = d.device_id AND b.is_backup = 1
-                AND b.pulled_for_access_code_id IS NULL AND b.deleted = 0)
-             FROM devices d WHERE d.device_id = ?",
-        )
-        .bind(device_id)
-        .fetch_optional(&self.writer)
-        .await?
-        .unwrap_or(0);
+        let device_id = device_id.to_owned();
+        // On the writer, as before: it counts after every write queued ahead of it.
+        let missing: i64 = self
+            .db
+            .write(move |c| {
+                Ok(scalar(
+                    c,
+                    "SELECT d.backup_pool_size - (SELECT COUNT(*) FROM access_codes b
+                        WHERE b.device_id = d.device_id AND b.is_backup = 1
+                        AND b.pulled_for_access_code_id IS NULL AND b.deleted = 0)
+                     FROM devices d WHERE d.device_id = ?",
+                    params![device_id],
+                )?
+                .unwrap_or(0))
+            })
+            .await?;
         Ok(u32::try_from(missing.max(0)).unwrap_or(0))
     }
 
@@ -313,26 +318,25 @@ impl AccessCodeStore for SqliteStore {
         pins: &[String],
         now: Timestamp,
     ) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        for pin in pins {
-            let id = new_id();
-            sqlx::query(
-                "INSERT INTO access_codes (access_code_id, workspace_id, device_id, is_managed, name,
-                    code, type, status, is_backup, pending_since, created_at)
-                 VALUES (?, ?, ?, 1, 'Backup Access Code', ?, 'ongoing', 'setting', 1, ?, ?)",
-            )
-            .bind(&id)
-            .bind(&device.workspace_id)
-            .bind(&device.device_id)
-            .bind(pin)
-            .bind(now.millis())
-            .bind(now.millis())
-            .execute(&mut *tx)
-            .await?;
-            insert_job(&mut tx, &device.device_id, Some(&id), now, now).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        let (device, pins) = (device.clone(), pins.to_vec());
+        self.db
+            .write(move |c| {
+                for pin in &pins {
+                    let id = new_id();
+                    exec(
+                        c,
+                        "INSERT INTO access_codes (access_code_id, workspace_id, device_id,
+                            is_managed, name, code, type, status, is_backup, pending_since,
+                            created_at)
+                         VALUES (?1, ?2, ?3, 1, 'Backup Access Code', ?4, 'ongoing', 'setting', 1,
+                            ?5, ?5)",
+                        params![id, device.workspace_id, device.device_id, pin, now.millis()],
+                    )?;
+                    tx::insert_job(c, &device.device_id, Some(&id), now, now)?;
+                }
+                Ok(())
+            })
+            .await
     }
 
     async fn pull_backup_code(
@@ -341,70 +345,70 @@ impl AccessCodeStore for SqliteStore {
         original: &AccessCode,
         now: Timestamp,
     ) -> Result<Option<AccessCode>> {
-        let mut tx = self.writer.begin().await?;
-        let already: Option<String> = sqlx::query_scalar(
-            "SELECT pulled_backup_access_code_id FROM access_codes WHERE access_code_id = ?",
-        )
-        .bind(&original.access_code_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .flatten();
-        let backup_id = match already {
-            Some(id) => id,
-            None => {
-                // Prefer a backup the lock already holds.
-                let Some(id): Option<String> = sqlx::query_scalar(
-                    "SELECT access_code_id FROM access_codes WHERE device_id = ? AND is_backup = 1
-                     AND pulled_for_access_code_id IS NULL AND deleted = 0
-                     ORDER BY status = 'set' DESC, seq LIMIT 1",
-                )
-                .bind(&device.device_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                else {
-                    return Ok(None);
+        let device = device.clone();
+        let original_id = original.access_code_id.clone();
+        let starts_at = original
+            .starts_at
+            .map(|t| t.millis())
+            .unwrap_or(now.millis())
+            .min(now.millis());
+        let ends_at = original.ends_at.map(|t| t.millis());
+        let name = original.name.as_deref().map(|n| format!("Backup of {n}"));
+        self.db
+            .write(move |c| {
+                let already: Option<String> = scalar::<Option<String>>(
+                    c,
+                    "SELECT pulled_backup_access_code_id FROM access_codes
+                     WHERE access_code_id = ?",
+                    params![original_id],
+                )?
+                .flatten();
+                let backup_id = match already {
+                    Some(id) => id,
+                    None => {
+                        // Prefer a backup the lock already holds.
+                        let Some(id) = scalar::<String>(
+                            c,
+                            "SELECT access_code_id FROM access_codes WHERE device_id = ?
+                             AND is_backup = 1 AND pulled_for_access_code_id IS NULL
+                             AND deleted = 0
+                             ORDER BY status = 'set' DESC, seq LIMIT 1",
+                            params![device.device_id],
+                        )?
+                        else {
+                            return Ok(None);
+                        };
+                        exec(
+                            c,
+                            "UPDATE access_codes SET pulled_for_access_code_id = ?,
+                                type = 'time_bound', starts_at = ?, ends_at = ?, name = ?
+                             WHERE access_code_id = ?",
+                            params![original_id, starts_at, ends_at, name, id],
+                        )?;
+                        exec(
+                            c,
+                            "UPDATE access_codes SET pulled_backup_access_code_id = ?
+                             WHERE access_code_id = ?",
+                            params![id, original_id],
+                        )?;
+                        // The engine now knows when the backup must leave the lock.
+                        tx::insert_job(c, &device.device_id, Some(&id), now, now)?;
+                        let payload = serde_json::json!({ "backup_access_code_id": id });
+                        tx::insert_event_with(
+                            c,
+                            EventType::AccessCodeBackupAccessCodePulled,
+                            &device,
+                            Some(&original_id),
+                            None,
+                            Some(payload),
+                            now,
+                        )?;
+                        id
+                    }
                 };
-                sqlx::query(
-                    "UPDATE access_codes SET pulled_for_access_code_id = ?, type = 'time_bound',
-                        starts_at = ?, ends_at = ?, name = ? WHERE access_code_id = ?",
-                )
-                .bind(&original.access_code_id)
-                .bind(
-                    original
-                        .starts_at
-                        .map(|t| t.millis())
-                        .unwrap_or(now.millis())
-                        .min(now.millis()),
-                )
-                .bind(original.ends_at.map(|t| t.millis()))
-                .bind(original.name.as_deref().map(|n| format!("Backup of {n}")))
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query("UPDATE access_codes SET pulled_backup_access_code_id = ? WHERE access_code_id = ?")
-                    .bind(&id)
-                    .bind(&original.access_code_id)
-                    .execute(&mut *tx)
-                    .await?;
-                // The engine now knows when the backup must leave the lock.
-                insert_job(&mut tx, &device.device_id, Some(&id), now, now).await?;
-                let payload = serde_json::json!({ "backup_access_code_id": id });
-                insert_event_with(
-                    &mut tx,
-                    EventType::AccessCodeBackupAccessCodePulled,
-                    device,
-                    Some(&original.access_code_id),
-                    None,
-                    Some(payload),
-                    now,
-                )
-                .await?;
-                id
-            }
-        };
-        let backup = fetch_code(&mut tx, &backup_id).await?.into_managed()?;
-        tx.commit().await?;
-        Ok(Some(backup))
+                Ok(Some(tx::fetch_code(c, &backup_id)?.into_managed()?))
+            })
+            .await
     }
 
     async fn codes_with_common_key(
@@ -416,23 +420,26 @@ impl AccessCodeStore for SqliteStore {
             "SELECT {CODE_COLUMNS} FROM access_codes WHERE workspace_id = ? AND is_managed = 1
              AND deleted = 0 AND common_code_key = ? ORDER BY seq"
         );
-        let rows: Vec<AccessCodeRow> = sqlx::query_as(&sql)
-            .bind(workspace_id)
-            .bind(common_code_key)
-            .fetch_all(&self.reader)
+        let (workspace_id, key) = (workspace_id.to_owned(), common_code_key.to_owned());
+        let rows: Vec<AccessCodeRow> = self
+            .db
+            .read(move |c| rows(c, &sql, params![workspace_id, key]))
             .await?;
         rows.into_iter().map(AccessCodeRow::into_managed).collect()
     }
 
     async fn codes_on_device(&self, device_id: &str) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT code FROM access_codes WHERE device_id = ? AND code IS NOT NULL
-             UNION SELECT code FROM sandbox_slots WHERE device_id = ?",
-        )
-        .bind(device_id)
-        .bind(device_id)
-        .fetch_all(&self.reader)
-        .await?)
+        let device_id = device_id.to_owned();
+        self.db
+            .read(move |c| {
+                column(
+                    c,
+                    "SELECT code FROM access_codes WHERE device_id = ?1 AND code IS NOT NULL
+                     UNION SELECT code FROM sandbox_slots WHERE device_id = ?1",
+                    params![device_id],
+                )
+            })
+            .await
     }
 
     async fn get_action_attempt(
@@ -440,14 +447,15 @@ impl AccessCodeStore for SqliteStore {
         workspace_id: &str,
         action_attempt_id: &str,
     ) -> Result<Option<ActionAttempt>> {
-        let row: Option<ActionAttemptRow> = sqlx::query_as(
-            "SELECT action_attempt_id, action_type, status, result, error FROM action_attempts
-             WHERE workspace_id = ? AND action_attempt_id = ?",
-        )
-        .bind(workspace_id)
-        .bind(action_attempt_id)
-        .fetch_optional(&self.reader)
-        .await?;
+        let sql = format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM action_attempts
+             WHERE workspace_id = ? AND action_attempt_id = ?"
+        );
+        let (workspace_id, id) = (workspace_id.to_owned(), action_attempt_id.to_owned());
+        let row: Option<ActionAttemptRow> = self
+            .db
+            .read(move |c| row(c, &sql, params![workspace_id, id]))
+            .await?;
         row.map(ActionAttemptRow::into_model).transpose()
     }
 
@@ -459,29 +467,49 @@ impl AccessCodeStore for SqliteStore {
         after: Option<i64>,
         limit: u32,
     ) -> Result<Page<ActionAttempt>> {
-        #[derive(sqlx::FromRow)]
+        #[derive(serde::Deserialize)]
         struct Row {
             seq: i64,
-            #[sqlx(flatten)]
-            attempt: ActionAttemptRow,
+            action_attempt_id: String,
+            action_type: String,
+            status: String,
+            result: Option<String>,
+            error: Option<String>,
         }
+        let sql = format!(
+            "SELECT seq, {ATTEMPT_COLUMNS} FROM action_attempts
+             WHERE workspace_id = ?1 AND (?2 IS NULL OR device_id = ?2)
+             AND (?3 IS NULL OR action_attempt_id IN (SELECT value FROM json_each(?3)))
+             AND seq > ?4 ORDER BY seq LIMIT ?5"
+        );
         let ids_json = ids.map(|ids| serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()));
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT seq, action_attempt_id, action_type, status, result, error FROM action_attempts
-             WHERE workspace_id = ? AND (? IS NULL OR device_id = ?)
-             AND (? IS NULL OR action_attempt_id IN (SELECT value FROM json_each(?)))
-             AND seq > ? ORDER BY seq LIMIT ?",
+        let (workspace_id, device_id) = (workspace_id.to_owned(), device_id.map(str::to_owned));
+        let (after, fetch) = (after.unwrap_or(0), i64::from(limit) + 1);
+        let rows: Vec<Row> = self
+            .db
+            .read(move |c| {
+                rows(
+                    c,
+                    &sql,
+                    params![workspace_id, device_id, ids_json, after, fetch],
+                )
+            })
+            .await?;
+        paginate(
+            rows,
+            limit,
+            |r| r.seq,
+            |r| {
+                ActionAttemptRow {
+                    action_attempt_id: r.action_attempt_id,
+                    action_type: r.action_type,
+                    status: r.status,
+                    result: r.result,
+                    error: r.error,
+                }
+                .into_model()
+            },
         )
-        .bind(workspace_id)
-        .bind(device_id)
-        .bind(device_id)
-        .bind(&ids_json)
-        .bind(&ids_json)
-        .bind(after.unwrap_or(0))
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&self.reader)
-        .await?;
-        paginate(rows, limit, |r| r.seq, |r| r.attempt.into_model())
     }
 }
 
@@ -495,14 +523,14 @@ impl SqliteStore {
         // One plan per lookup, so that SQLite uses the id or (device, seq) index.
         let (key, sql) = match lookup {
             CodeLookup::Id(id) => (
-                (id, None),
+                (id.to_owned(), None),
                 format!(
                     "SELECT {CODE_COLUMNS} FROM access_codes WHERE access_code_id = ? AND ? IS NULL
                      AND workspace_id = ? AND is_managed = ? AND (is_managed = 1 OR deleted = 0)"
                 ),
             ),
             CodeLookup::Pin { device_id, code } => (
-                (device_id, Some(code)),
+                (device_id.to_owned(), Some(code.to_owned())),
                 format!(
                     "SELECT {CODE_COLUMNS} FROM access_codes WHERE device_id = ? AND code = ?
                      AND workspace_id = ? AND is_managed = ? AND (is_managed = 1 OR deleted = 0)
@@ -510,13 +538,10 @@ impl SqliteStore {
                 ),
             ),
         };
-        Ok(sqlx::query_as(&sql)
-            .bind(key.0)
-            .bind(key.1)
-            .bind(workspace_id)
-            .bind(managed)
-            .fetch_optional(&self.reader)
-            .await?)
+        let workspace_id = workspace_id.to_owned();
+        self.db
+            .read(move |c| row(c, &sql, params![key.0, key.1, workspace_id, managed]))
+            .await
     }
 
     async fn list_codes(
@@ -530,129 +555,159 @@ impl SqliteStore {
             .map(|ids| serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()));
         // With a device, the (device_id, seq) index serves the page directly.
         let by_device = if filter.device_id.is_some() {
-            "device_id = ?"
+            "device_id = ?1"
         } else {
-            "? IS NULL"
+            "?1 IS NULL"
         };
-        // The page comes back as one row (a JSON array): sqlx hands every row over from its
-        // connection thread one at a time, and a page of 50 would cost 50 hand-offs.
         let sql = format!(
-            "SELECT json_group_array(json_object({CODE_JSON}) ORDER BY seq) FROM (
-                SELECT {CODE_COLUMNS} FROM access_codes WHERE {by_device} AND workspace_id = ?
-                AND is_managed = ? AND (is_managed = 1 OR deleted = 0) AND is_backup = 0
-                AND (? IS NULL OR access_code_id IN (SELECT value FROM json_each(?)))
-                AND seq > ? ORDER BY seq LIMIT ?)"
+            "SELECT {CODE_COLUMNS} FROM access_codes WHERE {by_device} AND workspace_id = ?2
+             AND is_managed = ?3 AND (is_managed = 1 OR deleted = 0) AND is_backup = 0
+             AND (?4 IS NULL OR access_code_id IN (SELECT value FROM json_each(?4)))
+             AND seq > ?5 ORDER BY seq LIMIT ?6"
         );
-        let page: String = sqlx::query_scalar(&sql)
-            .bind(filter.device_id)
-            .bind(workspace_id)
-            .bind(managed)
-            .bind(&ids_json)
-            .bind(&ids_json)
-            .bind(filter.after.unwrap_or(0))
-            .bind(i64::from(filter.limit) + 1)
-            .fetch_one(&self.reader)
-            .await?;
-        super::json_rows(&page)
+        let (workspace_id, device_id) =
+            (workspace_id.to_owned(), filter.device_id.map(str::to_owned));
+        let (after, fetch) = (filter.after.unwrap_or(0), i64::from(filter.limit) + 1);
+        self.db
+            .read(move |c| {
+                rows(
+                    c,
+                    &sql,
+                    params![device_id, workspace_id, managed, ids_json, after, fetch],
+                )
+            })
+            .await
     }
 }
 
-async fn insert_code(
-    tx: &mut Transaction<'_, Sqlite>,
-    new: NewAccessCode<'_>,
+/// A [`NewAccessCode`] that owns its device, to move into a write closure.
+struct NewCode {
+    device: DeviceRecord,
+    name: Option<String>,
+    code: String,
+    kind: AccessCodeType,
+    starts_at: Option<Timestamp>,
+    ends_at: Option<Timestamp>,
+    status: AccessCodeStatus,
+    is_external_modification_allowed: bool,
+    is_one_time_use: bool,
+    is_offline_access_code: bool,
+    common_code_key: Option<String>,
+    use_backup_access_code_pool: bool,
+    job_at: Timestamp,
+}
+
+impl From<NewAccessCode<'_>> for NewCode {
+    fn from(new: NewAccessCode<'_>) -> NewCode {
+        NewCode {
+            device: new.device.clone(),
+            name: new.name,
+            code: new.code,
+            kind: new.kind,
+            starts_at: new.starts_at,
+            ends_at: new.ends_at,
+            status: new.status,
+            is_external_modification_allowed: new.is_external_modification_allowed,
+            is_one_time_use: new.is_one_time_use,
+            is_offline_access_code: new.is_offline_access_code,
+            common_code_key: new.common_code_key,
+            use_backup_access_code_pool: new.use_backup_access_code_pool,
+            job_at: new.job_at,
+        }
+    }
+}
+
+fn insert_code(
+    c: &Connection,
+    new: &NewCode,
     now: Timestamp,
 ) -> Result<(AccessCode, ActionAttempt)> {
     let access_code_id = new_id();
     ensure_no_duplicate(
-        tx,
+        c,
         &new.device.device_id,
         &new.code,
         new.starts_at,
         new.ends_at,
         None,
-    )
-    .await?;
-    sqlx::query(
+    )?;
+    exec(
+        c,
         "INSERT INTO access_codes (access_code_id, workspace_id, device_id, is_managed, name,
             code, type, starts_at, ends_at, status, is_external_modification_allowed,
             is_one_time_use, is_offline_access_code, common_code_key, pending_since, created_at,
             use_backup_access_code_pool)
-         VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&access_code_id)
-    .bind(&new.device.workspace_id)
-    .bind(&new.device.device_id)
-    .bind(&new.name)
-    .bind(&new.code)
-    .bind(new.kind.as_str())
-    .bind(new.starts_at.map(|t| t.millis()))
-    .bind(new.ends_at.map(|t| t.millis()))
-    .bind(new.status.as_str())
-    .bind(new.is_external_modification_allowed)
-    .bind(new.is_one_time_use)
-    .bind(new.is_offline_access_code)
-    .bind(&new.common_code_key)
-    .bind(now.millis())
-    .bind(now.millis())
-    .bind(new.use_backup_access_code_pool)
-    .execute(&mut **tx)
-    .await?;
-    insert_job(
-        tx,
+         VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15)",
+        params![
+            access_code_id,
+            new.device.workspace_id,
+            new.device.device_id,
+            new.name,
+            new.code,
+            new.kind.as_str(),
+            new.starts_at.map(|t| t.millis()),
+            new.ends_at.map(|t| t.millis()),
+            new.status.as_str(),
+            new.is_external_modification_allowed,
+            new.is_one_time_use,
+            new.is_offline_access_code,
+            new.common_code_key,
+            now.millis(),
+            new.use_backup_access_code_pool,
+        ],
+    )?;
+    tx::insert_job(
+        c,
         &new.device.device_id,
         Some(&access_code_id),
         new.job_at,
         now,
-    )
-    .await?;
-    insert_event(
-        tx,
+    )?;
+    tx::insert_event(
+        c,
         EventType::AccessCodeCreated,
-        new.device,
+        &new.device,
         Some(&access_code_id),
         None,
         now,
-    )
-    .await?;
-    let attempt = insert_attempt(
-        tx,
+    )?;
+    let attempt = tx::insert_attempt(
+        c,
         &new.device.workspace_id,
         ActionType::CreateAccessCode,
         Some(&access_code_id),
         &new.device.device_id,
         now,
-    )
-    .await?;
-    let code = fetch_code(tx, &access_code_id).await?.into_managed()?;
+    )?;
+    let code = tx::fetch_code(c, &access_code_id)?.into_managed()?;
     Ok((code, attempt))
 }
 
 /// A PIN conflicts with another code on the same lock only when their windows overlap
 /// (unmanaged and ongoing codes are always active).
-async fn ensure_no_duplicate(
-    tx: &mut Transaction<'_, Sqlite>,
+fn ensure_no_duplicate(
+    c: &Connection,
     device_id: &str,
     code: &str,
     starts_at: Option<Timestamp>,
     ends_at: Option<Timestamp>,
     except: Option<&str>,
 ) -> Result<()> {
-    let clash: Option<String> = sqlx::query_scalar(
+    let clash: Option<String> = scalar(
+        c,
         "SELECT access_code_id FROM access_codes
-         WHERE device_id = ? AND code = ? AND deleted = 0 AND access_code_id IS NOT ?
-           AND (starts_at IS NULL OR ? IS NULL OR starts_at < ?)
-           AND (ends_at IS NULL OR ? IS NULL OR ? < ends_at)
+         WHERE device_id = ?1 AND code = ?2 AND deleted = 0 AND access_code_id IS NOT ?3
+           AND (starts_at IS NULL OR ?4 IS NULL OR starts_at < ?4)
+           AND (ends_at IS NULL OR ?5 IS NULL OR ?5 < ends_at)
          LIMIT 1",
-    )
-    .bind(device_id)
-    .bind(code)
-    .bind(except)
-    .bind(ends_at.map(|t| t.millis()))
-    .bind(ends_at.map(|t| t.millis()))
-    .bind(starts_at.map(|t| t.millis()))
-    .bind(starts_at.map(|t| t.millis()))
-    .fetch_optional(&mut **tx)
-    .await?;
+        params![
+            device_id,
+            code,
+            except,
+            ends_at.map(|t| t.millis()),
+            starts_at.map(|t| t.millis())
+        ],
+    )?;
     match clash {
         Some(_) => Err(StoreError::Conflict(format!(
             "Cannot set duplicate access code {code} on device {device_id}"
@@ -822,4 +877,302 @@ pub(crate) async fn resolve_attempt(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use keyway_model::ActionAttemptStatus;
+
+    use super::*;
+    use crate::{Store, SEED};
+
+    fn at(millis: i64) -> Timestamp {
+        Timestamp::from_millis(1_700_000_000_000 + millis).expect("valid time")
+    }
+
+    async fn seeded() -> (tempfile::TempDir, Store, DeviceRecord) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open_dir(dir.path(), &crate::StoreOptions::default())
+            .await
+            .expect("store opens");
+        store.seed(0, at(0)).await.expect("seeded");
+        let device = store
+            .get_device(SEED.seed_workspace_1, Some(SEED.august_device_1), None)
+            .await
+            .expect("query")
+            .expect("seeded device");
+        (dir, store, device)
+    }
+
+    fn new_code<'a>(
+        device: &'a DeviceRecord,
+        pin: &str,
+        window: Option<(i64, i64)>,
+    ) -> NewAccessCode<'a> {
+        NewAccessCode {
+            device,
+            name: Some(format!("code {pin}")),
+            code: pin.into(),
+            kind: if window.is_some() {
+                AccessCodeType::TimeBound
+            } else {
+                AccessCodeType::Ongoing
+            },
+            starts_at: window.map(|(s, _)| at(s)),
+            ends_at: window.map(|(_, e)| at(e)),
+            status: AccessCodeStatus::Setting,
+            is_external_modification_allowed: false,
+            is_one_time_use: false,
+            is_offline_access_code: false,
+            common_code_key: Some("group".into()),
+            use_backup_access_code_pool: true,
+            job_at: at(1),
+        }
+    }
+
+    fn filter<'a>(device_id: Option<&'a str>, limit: u32) -> AccessCodeFilter<'a> {
+        AccessCodeFilter {
+            device_id,
+            access_code_ids: None,
+            after: None,
+            limit,
+        }
+    }
+
+    #[tokio::test]
+    async fn codes_are_created_found_listed_updated_and_deleted() {
+        let (_dir, store, device) = seeded().await;
+        let ws = SEED.seed_workspace_1;
+        let created = store
+            .create_access_codes(
+                vec![
+                    new_code(&device, "1234", None),
+                    new_code(&device, "5678", Some((10, 20))),
+                ],
+                at(1),
+            )
+            .await
+            .expect("created");
+        assert_eq!(created.len(), 2);
+        let (first, attempt) = &created[0];
+        assert_eq!(first.code.as_deref(), Some("1234"));
+        assert_eq!(attempt.status, ActionAttemptStatus::Pending);
+
+        // The same PIN in an overlapping window clashes; all of the batch is rolled back.
+        let clash = store
+            .create_access_codes(
+                vec![
+                    new_code(&device, "9999", None),
+                    new_code(&device, "5678", Some((15, 30))),
+                ],
+                at(2),
+            )
+            .await;
+        assert!(matches!(clash, Err(StoreError::Conflict(_))));
+        // A window that does not overlap is fine.
+        store
+            .create_access_code(new_code(&device, "5678", Some((20, 30))), at(2))
+            .await
+            .expect("no overlap");
+        let pins = store
+            .codes_on_device(&device.device_id)
+            .await
+            .expect("pins");
+        assert!(!pins.contains(&"9999".to_owned()));
+        assert!(pins.contains(&"1234".to_owned()));
+
+        let by_id = store
+            .get_access_code(ws, CodeLookup::Id(&first.access_code_id))
+            .await
+            .expect("query")
+            .expect("found");
+        assert_eq!(by_id.access_code_id, first.access_code_id);
+        let by_pin = store
+            .get_access_code(
+                ws,
+                CodeLookup::Pin {
+                    device_id: &device.device_id,
+                    code: "5678",
+                },
+            )
+            .await
+            .expect("query")
+            .expect("found");
+        assert_eq!(by_pin.access_code_id, created[1].0.access_code_id);
+        let unmanaged = store
+            .get_unmanaged_access_code(ws, CodeLookup::Id(&first.access_code_id))
+            .await
+            .expect("query");
+        assert!(unmanaged.is_none());
+
+        let page = store
+            .list_access_codes(ws, filter(Some(&device.device_id), 2))
+            .await
+            .expect("page");
+        assert_eq!(page.items.len(), 2);
+        assert_eq!(page.items[0].access_code_id, first.access_code_id);
+        let rest = store
+            .list_access_codes(
+                ws,
+                AccessCodeFilter {
+                    after: page.next_cursor,
+                    ..filter(None, 10)
+                },
+            )
+            .await
+            .expect("page");
+        assert_eq!(rest.items.len(), 1);
+        assert!(rest.next_cursor.is_none());
+        let ids = [created[1].0.access_code_id.clone()];
+        let picked = store
+            .list_access_codes(
+                ws,
+                AccessCodeFilter {
+                    access_code_ids: Some(&ids),
+                    ..filter(None, 10)
+                },
+            )
+            .await
+            .expect("page");
+        assert_eq!(picked.items.len(), 1);
+        assert_eq!(picked.items[0].access_code_id, ids[0]);
+        let grouped = store
+            .codes_with_common_key(ws, "group")
+            .await
+            .expect("group");
+        assert_eq!(grouped.len(), 3);
+
+        // A rename alone is done at once; a new PIN goes back to the lock.
+        let rename = store
+            .update_access_code(
+                &device,
+                &first.access_code_id,
+                AccessCodeChanges {
+                    name: Some("renamed".into()),
+                    code: "1234".into(),
+                    kind: AccessCodeType::Ongoing,
+                    starts_at: None,
+                    ends_at: None,
+                    is_external_modification_allowed: true,
+                    reprogram: None,
+                },
+                at(3),
+            )
+            .await
+            .expect("updated");
+        assert_eq!(rename.action_attempt.status, ActionAttemptStatus::Success);
+        let repin = store
+            .update_access_code(
+                &device,
+                &first.access_code_id,
+                AccessCodeChanges {
+                    name: Some("renamed".into()),
+                    code: "5678".into(),
+                    kind: AccessCodeType::Ongoing,
+                    starts_at: None,
+                    ends_at: None,
+                    is_external_modification_allowed: true,
+                    reprogram: Some((AccessCodeStatus::Setting, at(3))),
+                },
+                at(3),
+            )
+            .await;
+        assert!(matches!(repin, Err(StoreError::Conflict(_))));
+        let renamed = store
+            .get_access_code(ws, CodeLookup::Id(&first.access_code_id))
+            .await
+            .expect("query")
+            .expect("found");
+        assert_eq!(renamed.name.as_deref(), Some("renamed"));
+        assert_eq!(renamed.code.as_deref(), Some("1234"));
+
+        let deleted = store
+            .delete_access_code(&device, &first.access_code_id, at(4))
+            .await
+            .expect("deleted");
+        let fetched = store
+            .get_action_attempt(ws, &deleted.action_attempt_id)
+            .await
+            .expect("query")
+            .expect("found");
+        assert_eq!(fetched.action_type, ActionType::DeleteAccessCode);
+        let attempts = store
+            .list_action_attempts(ws, None, Some(&device.device_id), None, 3)
+            .await
+            .expect("attempts");
+        assert_eq!(attempts.items.len(), 3);
+        assert!(attempts.next_cursor.is_some());
+        let chosen = [deleted.action_attempt_id.clone()];
+        let attempts = store
+            .list_action_attempts(ws, Some(&chosen), None, None, 10)
+            .await
+            .expect("attempts");
+        assert_eq!(attempts.items.len(), 1);
+        assert!(!store
+            .convert_unmanaged(ws, &first.access_code_id, false, at(5))
+            .await
+            .expect("query"));
+    }
+
+    #[tokio::test]
+    async fn a_backup_code_is_pulled_once() {
+        let (_dir, store, device) = seeded().await;
+        assert_eq!(
+            store
+                .backup_pool_shortfall(&device.device_id)
+                .await
+                .expect("query"),
+            0
+        );
+        store.enable_backup_pool(&device, 2).await.expect("enabled");
+        assert_eq!(
+            store
+                .backup_pool_shortfall(&device.device_id)
+                .await
+                .expect("query"),
+            2
+        );
+        store
+            .add_backup_codes(&device, &["1111".into(), "2222".into()], at(1))
+            .await
+            .expect("added");
+        assert_eq!(
+            store
+                .backup_pool_shortfall(&device.device_id)
+                .await
+                .expect("query"),
+            0
+        );
+        let (original, _) = store
+            .create_access_code(new_code(&device, "3333", Some((10, 20))), at(2))
+            .await
+            .expect("created");
+        let backup = store
+            .pull_backup_code(&device, &original, at(3))
+            .await
+            .expect("pulled")
+            .expect("a backup");
+        assert_eq!(backup.name.as_deref(), Some("Backup of code 3333"));
+        assert_eq!(backup.starts_at, Some(at(3)));
+        assert_eq!(backup.ends_at, Some(at(20)));
+        let again = store
+            .pull_backup_code(&device, &original, at(4))
+            .await
+            .expect("pulled")
+            .expect("a backup");
+        assert_eq!(again.access_code_id, backup.access_code_id);
+        assert_eq!(
+            store
+                .backup_pool_shortfall(&device.device_id)
+                .await
+                .expect("query"),
+            1
+        );
+        // Backups are not listed with the workspace's codes.
+        let page = store
+            .list_access_codes(SEED.seed_workspace_1, filter(None, 10))
+            .await
+            .expect("page");
+        assert_eq!(page.items.len(), 1);
+    }
 }
