@@ -7,7 +7,6 @@ use keyway_model::{
     UnmanagedAccessCode,
 };
 use rusqlite::{params, Connection};
-use sqlx::{Sqlite, Transaction};
 
 use super::db::{column, exec, row, rows, scalar};
 use super::{tx, SqliteStore};
@@ -27,17 +26,6 @@ pub(crate) const CODE_COLUMNS: &str = "seq, access_code_id, workspace_id, device
         SELECT 1 FROM access_codes b WHERE b.device_id = access_codes.device_id \
         AND b.is_backup = 1 AND b.pulled_for_access_code_id IS NULL AND b.status = 'set' \
         AND b.deleted = 0)) AS is_backup_access_code_available";
-
-/// `CODE_COLUMNS` as `json_object` arguments (key, value, …), for pages read as one JSON row.
-pub(crate) const CODE_JSON: &str = "'seq', seq, 'access_code_id', access_code_id, 'workspace_id', workspace_id, \
-    'device_id', device_id, 'is_managed', is_managed, 'name', name, 'code', code, 'type', type, \
-    'starts_at', starts_at, 'ends_at', ends_at, 'status', status, 'deleted', deleted, 'slot', slot, \
-    'confirmed_code', confirmed_code, 'errors', errors, 'warnings', warnings, \
-    'is_external_modification_allowed', is_external_modification_allowed, \
-    'is_one_time_use', is_one_time_use, 'is_offline_access_code', is_offline_access_code, \
-    'common_code_key', common_code_key, 'pending_since', pending_since, 'created_at', created_at, \
-    'is_backup', is_backup, 'pulled_backup_access_code_id', pulled_backup_access_code_id, \
-    'is_backup_access_code_available', is_backup_access_code_available";
 
 const ATTEMPT_COLUMNS: &str = "action_attempt_id, action_type, status, result, error";
 
@@ -714,169 +702,6 @@ fn ensure_no_duplicate(
         ))),
         None => Ok(()),
     }
-}
-
-pub(crate) async fn fetch_code(
-    tx: &mut Transaction<'_, Sqlite>,
-    access_code_id: &str,
-) -> Result<AccessCodeRow> {
-    let sql = format!("SELECT {CODE_COLUMNS} FROM access_codes WHERE access_code_id = ?");
-    Ok(sqlx::query_as(&sql)
-        .bind(access_code_id)
-        .fetch_one(&mut **tx)
-        .await?)
-}
-
-pub(crate) async fn insert_job(
-    tx: &mut Transaction<'_, Sqlite>,
-    device_id: &str,
-    access_code_id: Option<&str>,
-    run_after: Timestamp,
-    now: Timestamp,
-) -> Result<()> {
-    // A job already due may be in a worker's hands (and deleted when it is done), so only a
-    // future job can stand in for this one.
-    sqlx::query(
-        "INSERT INTO device_jobs (device_id, access_code_id, run_after, created_at)
-         SELECT ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM device_jobs
-            WHERE device_id = ? AND access_code_id IS ? AND run_after = ? AND run_after > ?)",
-    )
-    .bind(device_id)
-    .bind(access_code_id)
-    .bind(run_after.millis())
-    .bind(now.millis())
-    .bind(device_id)
-    .bind(access_code_id)
-    .bind(run_after.millis())
-    .bind(now.millis())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-pub(crate) async fn insert_event(
-    tx: &mut Transaction<'_, Sqlite>,
-    event_type: EventType,
-    device: &DeviceRecord,
-    access_code_id: Option<&str>,
-    code: Option<&str>,
-    now: Timestamp,
-) -> Result<()> {
-    insert_event_with(tx, event_type, device, access_code_id, code, None, now).await
-}
-
-/// An event with fields particular to its type (`payload`, a JSON object).
-pub(crate) async fn insert_event_with(
-    tx: &mut Transaction<'_, Sqlite>,
-    event_type: EventType,
-    device: &DeviceRecord,
-    access_code_id: Option<&str>,
-    code: Option<&str>,
-    payload: Option<serde_json::Value>,
-    now: Timestamp,
-) -> Result<()> {
-    let event_id = new_id();
-    sqlx::query(
-        "INSERT INTO events (event_id, workspace_id, event_type, device_id, connected_account_id,
-            access_code_id, code, created_at, occurred_at, payload)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&event_id)
-    .bind(&device.workspace_id)
-    .bind(event_type.as_str())
-    .bind(&device.device_id)
-    .bind(&device.connected_account_id)
-    .bind(access_code_id)
-    .bind(code)
-    .bind(now.millis())
-    .bind(now.millis())
-    .bind(payload.map(|p| p.to_string()))
-    .execute(&mut **tx)
-    .await?;
-    // The webhook outbox: one delivery per matching webhook, in this same transaction.
-    let order_key = access_code_id.unwrap_or(&device.device_id);
-    super::webhooks::enqueue_deliveries(
-        tx,
-        &event_id,
-        &device.workspace_id,
-        event_type,
-        order_key,
-        now,
-    )
-    .await?;
-    Ok(())
-}
-
-pub(crate) async fn insert_attempt(
-    tx: &mut Transaction<'_, Sqlite>,
-    workspace_id: &str,
-    action_type: ActionType,
-    access_code_id: Option<&str>,
-    device_id: &str,
-    now: Timestamp,
-) -> Result<ActionAttempt> {
-    let id = new_id();
-    sqlx::query(
-        "INSERT INTO action_attempts (action_attempt_id, workspace_id, action_type, status,
-            access_code_id, device_id, created_at)
-         VALUES (?, ?, ?, 'pending', ?, ?, ?)",
-    )
-    .bind(&id)
-    .bind(workspace_id)
-    .bind(action_type.as_str())
-    .bind(access_code_id)
-    .bind(device_id)
-    .bind(now.millis())
-    .execute(&mut **tx)
-    .await?;
-    Ok(ActionAttempt {
-        action_attempt_id: id,
-        action_type,
-        status: keyway_model::ActionAttemptStatus::Pending,
-        result: None,
-        error: None,
-    })
-}
-
-pub(crate) async fn fetch_attempt(
-    tx: &mut Transaction<'_, Sqlite>,
-    action_attempt_id: &str,
-) -> Result<ActionAttempt> {
-    let row: ActionAttemptRow = sqlx::query_as(
-        "SELECT action_attempt_id, action_type, status, result, error FROM action_attempts
-         WHERE action_attempt_id = ?",
-    )
-    .bind(action_attempt_id)
-    .fetch_one(&mut **tx)
-    .await?;
-    row.into_model()
-}
-
-/// Settles one pending attempt: `Ok(result)` = success, `Err((type, message))` = error.
-pub(crate) async fn resolve_attempt(
-    tx: &mut Transaction<'_, Sqlite>,
-    action_attempt_id: &str,
-    outcome: std::result::Result<serde_json::Value, (&str, &str)>,
-) -> Result<()> {
-    let (status, result, error) = match outcome {
-        Ok(result) => ("success", Some(result.to_string()), None),
-        Err((kind, message)) => (
-            "error",
-            None,
-            Some(serde_json::json!({ "type": kind, "message": message }).to_string()),
-        ),
-    };
-    sqlx::query(
-        "UPDATE action_attempts SET status = ?, result = ?, error = ?
-         WHERE action_attempt_id = ? AND status = 'pending'",
-    )
-    .bind(status)
-    .bind(result)
-    .bind(error)
-    .bind(action_attempt_id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -308,14 +308,3 @@ impl SqliteStore {
             .await
     }
 }
-
-pub(crate) async fn device_in_tx(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    device_id: &str,
-) -> Result<DeviceRecord> {
-    let sql = format!("{DEVICE_SELECT} WHERE d.device_id = ?");
-    Ok(sqlx::query_as(&sql)
-        .bind(device_id)
-        .fetch_one(&mut **tx)
-        .await?)
-}

@@ -14,7 +14,11 @@ use crate::Result;
 
 impl SqliteStore {
     /// Runs one single-statement update; answers how many rows it changed.
-    async fn update(&self, sql: &'static str, values: Vec<rusqlite::types::Value>) -> Result<usize> {
+    async fn update(
+        &self,
+        sql: &'static str,
+        values: Vec<rusqlite::types::Value>,
+    ) -> Result<usize> {
         self.db
             .write(move |c| exec(c, sql, rusqlite::params_from_iter(values)))
             .await
@@ -26,7 +30,10 @@ fn text(value: &str) -> rusqlite::types::Value {
 }
 
 fn opt_int(value: Option<i64>) -> rusqlite::types::Value {
-    value.map_or(rusqlite::types::Value::Null, rusqlite::types::Value::Integer)
+    value.map_or(
+        rusqlite::types::Value::Null,
+        rusqlite::types::Value::Integer,
+    )
 }
 
 #[async_trait]

@@ -3,12 +3,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use keyway_model::{
-    EventType, Timestamp, Webhook, WebhookDelivery, WebhookDeliveryStatus, ALL_EVENT_TYPES,
-};
+use keyway_model::{Timestamp, Webhook, WebhookDelivery, WebhookDeliveryStatus};
 use rusqlite::{params, Connection};
-use sqlx::sqlite::{SqliteConnection, SqliteOperation};
-use sqlx::{Sqlite, Transaction};
 use tokio::sync::Notify;
 
 use super::db::{column, exec, row, rows, scalar};
@@ -426,59 +422,9 @@ fn record_attempts(c: &Connection, owner: &str, attempts: &[AttemptUpdate]) -> R
     Ok(())
 }
 
-/// Queues the event for every webhook of its workspace whose filter lets it through. Runs in
-/// the event's transaction.
-///
-/// The sqlx version, for `access_codes.rs` until it is ported; `super::tx::enqueue_deliveries`
-/// replaces it.
-pub(crate) async fn enqueue_deliveries(
-    tx: &mut Transaction<'_, Sqlite>,
-    event_id: &str,
-    workspace_id: &str,
-    event_type: EventType,
-    order_key: &str,
-    now: Timestamp,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO webhook_deliveries (message_id, webhook_id, event_id, order_key,
-            next_attempt_at, created_at)
-         SELECT 'msg_' || lower(hex(randomblob(16))), webhook_id, ?1, ?2, ?3, ?3
-         FROM webhooks
-         WHERE workspace_id = ?4 AND EXISTS (SELECT 1 FROM json_each(webhooks.event_types)
-             WHERE value = ?5 OR value = ?6)
-         ORDER BY seq",
-    )
-    .bind(event_id)
-    .bind(order_key)
-    .bind(now.millis())
-    .bind(workspace_id)
-    .bind(ALL_EVENT_TYPES)
-    .bind(event_type.as_str())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// Makes a (writer) connection raise `signal` whenever it inserts a delivery.
-///
-/// For the sqlx writer pool `mod.rs` still opens; the rusqlite writer has its own hook
-/// (`Db::open` watches `webhook_deliveries`).
-pub(crate) async fn signal_queued_deliveries(
-    conn: &mut SqliteConnection,
-    signal: Arc<Notify>,
-) -> std::result::Result<(), sqlx::Error> {
-    let mut handle = conn.lock_handle().await?;
-    handle.set_update_hook(move |change| {
-        if change.operation == SqliteOperation::Insert && change.table == "webhook_deliveries" {
-            signal.notify_one();
-        }
-    });
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
-    use keyway_model::{AccessCodeStatus, AccessCodeType};
+    use keyway_model::{AccessCodeStatus, AccessCodeType, EventType};
 
     use super::*;
     use crate::{NewAccessCode, Store, SEED};
