@@ -154,27 +154,18 @@ impl Db {
                 .map_err(|_| StoreError::Unavailable("no free database connection".into()))?
                 .map_err(|_| closed())?;
         let idle = readers.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let pool = readers.clone();
-        let (conn, result) = tokio::task::spawn_blocking(move || {
-            let conn = match idle {
-                Some(conn) => conn,
-                None => match pool.options.open(true) {
-                    Ok(conn) => conn,
-                    Err(error) => return (None, Err(StoreError::from(error))),
-                },
-            };
-            let result = in_read_transaction(&conn, f);
-            (Some(conn), result)
-        })
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("database task failed: {e}")))?;
-        if let Some(conn) = conn {
-            readers
-                .idle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(conn);
-        }
+        let conn = match idle {
+            Some(conn) => conn,
+            None => readers.options.open(true)?,
+        };
+        // Reads run on the calling thread: a read is a few page-cache lookups, shorter than
+        // handing it to another thread and back.
+        let result = in_read_transaction(&conn, f);
+        readers
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(conn);
         drop(permit);
         result
     }
@@ -194,11 +185,16 @@ fn in_read_transaction<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<T>,
 ) -> Result<T> {
-    conn.execute_batch("BEGIN")?;
+    run(conn, "BEGIN")?;
     let result = f(conn);
     // A read-only transaction has nothing to keep; ending it releases the WAL snapshot.
-    let _ = conn.execute_batch("COMMIT");
+    let _ = run(conn, "COMMIT");
     result
+}
+
+/// A transaction-control statement, prepared once per connection.
+fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 fn closed() -> StoreError {
@@ -219,7 +215,7 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(error) = run(&conn, "BEGIN IMMEDIATE") {
             let message = error.to_string();
             warn!(%message, "could not start a write transaction");
             for job in group {
@@ -232,9 +228,9 @@ fn write_loop(
         for job in group {
             replies.push(run_in_savepoint(&conn, job));
         }
-        let committed = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        let committed = run(&conn, "COMMIT").map_err(|e| e.to_string());
         if committed.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = run(&conn, "ROLLBACK");
             touched.store(false, Ordering::Relaxed);
         } else if touched.swap(false, Ordering::Relaxed) {
             inserted.notify_one();
@@ -246,22 +242,22 @@ fn write_loop(
 }
 
 fn run_in_savepoint(conn: &Connection, job: Job) -> Reply {
-    if let Err(error) = conn.execute_batch("SAVEPOINT job") {
+    if let Err(error) = run(conn, "SAVEPOINT job") {
         return job(Err(error.to_string())).1;
     }
     match std::panic::catch_unwind(AssertUnwindSafe(|| job(Ok(conn)))) {
         Ok((true, reply)) => {
-            let _ = conn.execute_batch("RELEASE job");
+            let _ = run(conn, "RELEASE job");
             reply
         }
         Ok((false, reply)) => {
-            let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            let _ = run(conn, "ROLLBACK TO job").and_then(|()| run(conn, "RELEASE job"));
             reply
         }
         Err(_) => {
             // The caller's answer was dropped with the closure: it hears "closed".
             warn!("a store write panicked; its changes were rolled back");
-            let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            let _ = run(conn, "ROLLBACK TO job").and_then(|()| run(conn, "RELEASE job"));
             Box::new(|_| {})
         }
     }
