@@ -83,6 +83,8 @@ impl Drivers for ProviderDrivers {
 pub struct RunningServer {
     pub addr: SocketAddr,
     pub store: Store,
+    /// Its engine (to subscribe to "lock read and worked on" notices).
+    pub engine: Arc<Engine>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -188,13 +190,18 @@ pub async fn start_with_clock(
             tracing::error!(%error, "HTTP server stopped");
         }
     });
-    let engine_task = tokio::spawn(engine.run());
+    let engine_task = tokio::spawn(engine.clone().run());
     // Webhooks: a task of its own beside the engine, delivering the store's outbox.
     let webhook_sender = WebhookSender::new(store.clone(), sender_clock, config.webhooks.clone())?;
     let webhook_task = tokio::spawn(webhook_sender.run());
     let mut tasks = vec![server, engine_task, webhook_task];
     tasks.extend(zwave_tasks);
-    Ok(RunningServer { addr, store, tasks })
+    Ok(RunningServer {
+        addr,
+        store,
+        engine,
+        tasks,
+    })
 }
 
 pub fn router(state: AppState) -> Router {

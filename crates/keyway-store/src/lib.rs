@@ -10,7 +10,8 @@
 //! in [`Backend`]. Each backend implements all of them with its own SQL and its own migrations
 //! (`migrations/sqlite`, `migrations/postgres`):
 //!
-//! - [`sqlite`]: embedded, WAL, one writer connection; one process owns the file.
+//! - [`sqlite`]: embedded, WAL, rusqlite; one writer thread commits queued writes together, reads
+//!   run on pooled read-only connections; one process owns the file.
 //! - [`postgres`]: any number of Keyway processes share one database; device leases are claimed
 //!   atomically, job de-duplication rests on unique indexes, events are numbered in commit order.
 //!

@@ -1,6 +1,9 @@
 //! The SQLite backend: embedded, WAL, for a single Keyway process.
 //!
-//! Writes go through a single connection (SQLite has one writer anyway), reads through a pool.
+//! Statements run on rusqlite connections, a store method's statements in one closure (`db`):
+//! writes on one writer thread (SQLite has one writer anyway), which commits whatever is queued
+//! in one transaction, each method in its own savepoint; reads on pooled read-only connections.
+//! sqlx only applies the migrations, keeping its ledger of them.
 //! Because the file belongs to one process, leases found in it at start are stale
 //! ([`crate::Backend::is_exclusive`]).
 
