@@ -8,7 +8,8 @@
 //!   Every closure queued while the previous transaction committed shares the next transaction
 //!   (group commit), each inside its own savepoint: a closure that fails is rolled back alone,
 //!   and no caller hears of success before the transaction holding its writes has committed.
-//! - [`Db::read`] runs the closure on a pooled read-only connection in tokio's blocking pool.
+//! - [`Db::read`] runs the closure on a pooled read-only connection, on the calling thread: a
+//!   read is a few lookups in mapped pages, cheaper than a trip to another thread and back.
 //!
 //! Statements are prepared once per connection (`prepare_cached`).
 
@@ -163,8 +164,6 @@ impl Db {
             Some(conn) => conn,
             None => readers.options.open(true)?,
         };
-        // Reads run on the calling thread: a read is a few page-cache lookups, shorter than
-        // handing it to another thread and back.
         let result = in_read_transaction(&conn, f);
         readers
             .idle
@@ -175,7 +174,8 @@ impl Db {
         result
     }
 
-    /// Stops the writer (once queued writes are done) and drops the idle readers.
+    /// Refuses further reads and closes the idle readers. The writer thread ends (after the
+    /// writes already queued) when the store is dropped.
     pub(crate) fn close(&self) {
         self.readers
             .idle
