@@ -9,7 +9,7 @@
 //!   (group commit), each inside its own savepoint: a closure that fails is rolled back alone,
 //!   and no caller hears of success before the transaction holding its writes has committed.
 //! - [`Db::read`] runs the closure on a pooled read-only connection, on the calling thread: a
-//!   read is a few lookups in mapped pages, cheaper than a trip to another thread and back.
+//!   read is a few page lookups, cheaper than a trip to another thread and back.
 //!
 //! Statements are prepared once per connection (`prepare_cached`).
 
@@ -27,8 +27,6 @@ use crate::{Result, StoreError};
 
 /// Closures committed together at most.
 const MAX_GROUP: usize = 512;
-/// Bytes of the database file each connection maps.
-const MMAP_SIZE: u64 = 1 << 30;
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 256;
 
@@ -61,11 +59,8 @@ impl ConnectOptions {
         let conn = Connection::open_with_flags(&self.path, flags)?;
         conn.busy_timeout(self.busy_timeout)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        // Every commit of the writer empties the other connections' page caches (WAL); with
-        // the file mapped, their next reads are memory lookups instead of read() calls.
         conn.execute_batch(&format!(
-            "PRAGMA foreign_keys = ON; PRAGMA synchronous = {}; PRAGMA mmap_size = {MMAP_SIZE};
-             PRAGMA temp_store = MEMORY;",
+            "PRAGMA foreign_keys = ON; PRAGMA synchronous = {};",
             self.synchronous
         ))?;
         if !read_only {
