@@ -74,4 +74,36 @@ pub trait LockDriver: Send + Sync {
 
     /// Clears `slot`. Clearing an empty slot is a no-op.
     async fn remove_code(&self, device_id: &str, slot: u32) -> Result<(), DriverError>;
+
+    /// How many codes the engine may hand to [`LockDriver::put_codes`] at once. A driver whose
+    /// operations can take long keeps this at 1, so that the engine renews its lease between
+    /// them.
+    fn put_batch_limit(&self) -> usize {
+        1
+    }
+
+    /// Programs several codes, in order, as [`LockDriver::put_code`] would one after the
+    /// other; answers one result per code, in the same order.
+    async fn put_codes(
+        &self,
+        device_id: &str,
+        puts: &[PutCode],
+    ) -> Vec<Result<LockCode, DriverError>> {
+        let mut results = Vec::with_capacity(puts.len());
+        for put in puts {
+            results.push(
+                self.put_code(device_id, put.slot, &put.code, put.name.as_deref())
+                    .await,
+            );
+        }
+        results
+    }
+}
+
+/// One code to program, for [`LockDriver::put_codes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutCode {
+    pub slot: Option<u32>,
+    pub code: String,
+    pub name: Option<String>,
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use keyway_core::policy::{LockRules, PinCode};
 
-use crate::{DriverError, LockCode, LockDriver, Refusal};
+use crate::{DriverError, LockCode, LockDriver, PutCode, Refusal};
 
 /// Everything a sandbox lock is at one moment.
 #[derive(Debug, Clone)]
@@ -40,6 +40,18 @@ pub trait SandboxMemory: Send + Sync {
         slot: u32,
         code: Option<(&str, Option<&str>)>,
     ) -> Result<(), String>;
+    /// Writes several slots of one lock, in order, counting one operation each.
+    async fn write_slots(&self, device_id: &str, slots: &[LockCode]) -> Result<(), String> {
+        for slot in slots {
+            self.write_slot(
+                device_id,
+                slot.slot,
+                Some((&slot.code, slot.name.as_deref())),
+            )
+            .await?;
+        }
+        Ok(())
+    }
 }
 
 pub struct SandboxDriver {
@@ -100,38 +112,54 @@ impl SandboxDriver {
         code: &str,
         name: Option<&str>,
     ) -> Result<LockCode, DriverError> {
-        if let Some(slot) = slot {
-            if let Some(existing) = lock.slots.iter().find(|s| s.slot == slot) {
-                if existing.code == code {
-                    return Ok(existing.clone());
-                }
+        let (stored, write) = place(lock, slot, from_top, code, name)?;
+        if write {
+            self.memory
+                .write_slot(device_id, stored.slot, Some((code, name)))
+                .await
+                .map_err(DriverError::Internal)?;
+        }
+        Ok(stored)
+    }
+}
+
+/// Where the lock puts `code`, by its own rules, and whether that changes a slot (putting
+/// the PIN a slot already holds into that slot changes nothing).
+fn place(
+    lock: &SandboxLock,
+    slot: Option<u32>,
+    from_top: bool,
+    code: &str,
+    name: Option<&str>,
+) -> Result<(LockCode, bool), Refusal> {
+    if let Some(slot) = slot {
+        if let Some(existing) = lock.slots.iter().find(|s| s.slot == slot) {
+            if existing.code == code {
+                return Ok((existing.clone(), false));
             }
         }
-        validate(lock, code)?;
-        if let Some(other) = lock
-            .slots
-            .iter()
-            .find(|s| s.code == code && Some(s.slot) != slot)
-        {
-            return Err(Refusal::Duplicate { slot: other.slot }.into());
-        }
-        let max = lock.rules.max_active_codes.max(1);
-        let free = |n: &u32| lock.slots.iter().all(|s| s.slot != *n);
-        let target = match slot {
-            Some(slot) if (1..=max).contains(&slot) => slot,
-            _ if from_top => (1..=max).rev().find(free).ok_or(Refusal::NoSpace)?,
-            _ => (1..=max).find(free).ok_or(Refusal::NoSpace)?,
-        };
-        self.memory
-            .write_slot(device_id, target, Some((code, name)))
-            .await
-            .map_err(DriverError::Internal)?;
-        Ok(LockCode {
-            slot: target,
-            code: code.to_owned(),
-            name: name.map(str::to_owned),
-        })
     }
+    validate(lock, code)?;
+    if let Some(other) = lock
+        .slots
+        .iter()
+        .find(|s| s.code == code && Some(s.slot) != slot)
+    {
+        return Err(Refusal::Duplicate { slot: other.slot });
+    }
+    let max = lock.rules.max_active_codes.max(1);
+    let free = |n: &u32| lock.slots.iter().all(|s| s.slot != *n);
+    let target = match slot {
+        Some(slot) if (1..=max).contains(&slot) => slot,
+        _ if from_top => (1..=max).rev().find(free).ok_or(Refusal::NoSpace)?,
+        _ => (1..=max).find(free).ok_or(Refusal::NoSpace)?,
+    };
+    let stored = LockCode {
+        slot: target,
+        code: code.to_owned(),
+        name: name.map(str::to_owned),
+    };
+    Ok((stored, true))
 }
 
 fn validate(lock: &SandboxLock, code: &str) -> Result<(), Refusal> {
@@ -159,6 +187,68 @@ impl LockDriver for SandboxDriver {
         let lock = self.reach(device_id).await?;
         self.store_code(device_id, &lock, slot, false, code, name)
             .await
+    }
+
+    /// A simulated lock takes any number of codes in one session.
+    fn put_batch_limit(&self) -> usize {
+        64
+    }
+
+    /// One load of the lock and one write of its changed slots for the whole batch; the
+    /// lock's delay and faults still apply to every code, as they would one by one.
+    async fn put_codes(
+        &self,
+        device_id: &str,
+        puts: &[PutCode],
+    ) -> Vec<Result<LockCode, DriverError>> {
+        let mut lock = match self.memory.load(device_id).await {
+            Ok(Some(lock)) if !lock.removed => lock,
+            Ok(_) => return puts.iter().map(|_| Err(DriverError::NotFound)).collect(),
+            Err(error) => {
+                return puts
+                    .iter()
+                    .map(|_| Err(DriverError::Internal(error.clone())))
+                    .collect()
+            }
+        };
+        let mut results = Vec::with_capacity(puts.len());
+        let mut writes = Vec::new();
+        for put in puts {
+            if !lock.delay.is_zero() {
+                tokio::time::sleep(lock.delay).await;
+            }
+            if !lock.online {
+                results.push(Err(DriverError::Offline));
+                continue;
+            }
+            if lock.fail_next > 0 {
+                lock.fail_next -= 1;
+                let consumed = self.memory.consume_failure(device_id).await;
+                results.push(Err(match consumed {
+                    Ok(()) => DriverError::Timeout,
+                    Err(error) => DriverError::Internal(error),
+                }));
+                continue;
+            }
+            match place(&lock, put.slot, false, &put.code, put.name.as_deref()) {
+                Ok((stored, write)) => {
+                    if write {
+                        lock.slots.retain(|s| s.slot != stored.slot);
+                        lock.slots.push(stored.clone());
+                        writes.push(stored.clone());
+                    }
+                    results.push(Ok(stored));
+                }
+                Err(refusal) => results.push(Err(refusal.into())),
+            }
+        }
+        if let Err(error) = self.memory.write_slots(device_id, &writes).await {
+            // Nothing of the batch is known to be on the lock.
+            for result in results.iter_mut().filter(|r| r.is_ok()) {
+                *result = Err(DriverError::Internal(error.clone()));
+            }
+        }
+        results
     }
 
     async fn set_locked(&self, device_id: &str, locked: bool) -> Result<(), DriverError> {
@@ -334,5 +424,70 @@ mod tests {
                 .slot,
             1
         );
+    }
+
+    fn puts(codes: &[(Option<u32>, &str)]) -> Vec<PutCode> {
+        codes
+            .iter()
+            .map(|(slot, code)| PutCode {
+                slot: *slot,
+                code: (*code).to_owned(),
+                name: None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_puts_answers_what_the_same_puts_one_by_one_would() {
+        let batch = puts(&[
+            (None, "1111"),
+            (Some(1), "1111"),
+            (None, "1111"),
+            (None, "12"),
+            (Some(3), "3333"),
+            (None, "2222"),
+            (None, "4444"),
+        ]);
+        let one_by_one = driver(3);
+        let mut expected = Vec::new();
+        for put in &batch {
+            expected.push(one_by_one.put_code("lock", put.slot, &put.code, None).await);
+        }
+        let batched = driver(3);
+        let results = batched.put_codes("lock", &batch).await;
+        assert_eq!(results, expected);
+        assert!(matches!(
+            results[2],
+            Err(DriverError::Refused(Refusal::Duplicate { slot: 1 }))
+        ));
+        assert_eq!(results[5].as_ref().map(|c| c.slot), Ok(2));
+        assert_eq!(results[6], Err(DriverError::Refused(Refusal::NoSpace)));
+        let mut held = batched.read_codes("lock").await.unwrap();
+        held.sort_by_key(|c| c.slot);
+        let mut want = one_by_one.read_codes("lock").await.unwrap();
+        want.sort_by_key(|c| c.slot);
+        assert_eq!(held, want);
+    }
+
+    #[tokio::test]
+    async fn a_batch_meets_the_locks_faults_code_by_code() {
+        let lock = driver(5);
+        lock.memory_mut(|l| l.fail_next = 1);
+        let results = lock
+            .put_codes("lock", &puts(&[(None, "1111"), (None, "2222")]))
+            .await;
+        assert_eq!(results[0], Err(DriverError::Timeout));
+        assert_eq!(results[1].as_ref().map(|c| c.slot), Ok(1));
+        assert_eq!(lock.memory.0.lock().unwrap()["lock"].fail_next, 0);
+        lock.memory_mut(|l| l.online = false);
+        let results = lock.put_codes("lock", &puts(&[(None, "3333")])).await;
+        assert_eq!(results, vec![Err(DriverError::Offline)]);
+        lock.memory_mut(|l| l.removed = true);
+        let results = lock.put_codes("lock", &puts(&[(None, "3333")])).await;
+        assert_eq!(results, vec![Err(DriverError::NotFound)]);
+        assert_eq!(lock.read_codes("lock").await, Err(DriverError::NotFound));
+        lock.memory_mut(|l| l.removed = false);
+        lock.memory_mut(|l| l.online = true);
+        assert_eq!(lock.read_codes("lock").await.unwrap().len(), 1);
     }
 }

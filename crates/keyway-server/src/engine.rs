@@ -9,21 +9,27 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use keyway_core::lifecycle::{next_step, Absence, Intent, Known, SlotView, Step, Target};
 use keyway_core::reconcile::{drift, Confirmed, Drift};
 use keyway_core::retry::{RetryPolicy, Verdict};
 use keyway_core::Clock;
-use keyway_drivers::{DriverError, LockCode, LockDriver, Refusal};
+use keyway_drivers::{DriverError, LockCode, LockDriver, PutCode, Refusal};
 use keyway_model::{EventType, Timestamp};
 use keyway_store::{
-    CodeOutcome, DeviceJob, DeviceRecord, EngineCode, ExternalChange, LockObservation,
-    OutcomeRecord as Record, Store,
+    CodeOutcome, ConfirmedCode, DeviceJob, DeviceRecord, EngineCode, ExternalChange,
+    LockObservation, OutcomeRecord as Record, Store, StoreError,
 };
 use rand::Rng;
 use tokio::sync::{broadcast, Notify, Semaphore};
-use tracing::{debug, info, instrument, warn};
+use tracing::{info, instrument, warn};
+
+/// A lock whose read takes this long is worked code by code (see `work_batch`).
+const SLOW_LOCK: Duration = Duration::from_millis(20);
+
+/// How many due devices one dispatch hands out at most.
+const DISPATCH_PAGE: u32 = 512;
 
 /// Tunables of the engine.
 #[derive(Debug, Clone)]
@@ -106,9 +112,14 @@ impl Engine {
             warn!(%error, "could not schedule lock read-backs");
         }
         loop {
-            if let Err(error) = self.dispatch().await {
-                warn!(%error, "engine dispatch failed");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+            match self.dispatch().await {
+                // A full page went to workers: more devices may be due at once.
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(error) => {
+                    warn!(%error, "engine dispatch failed");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
             }
             let now = self.clock.now();
             let wait = match self.store.next_job_at(now).await {
@@ -128,51 +139,66 @@ impl Engine {
         }
     }
 
-    async fn dispatch(self: &Arc<Self>) -> keyway_store::Result<()> {
+    /// Hands due devices to workers, a page at a time; answers whether it was a full page of
+    /// which at least one device was taken.
+    async fn dispatch(self: &Arc<Self>) -> keyway_store::Result<bool> {
         let now = self.clock.now();
-        let devices = self.store.due_devices(now, 512).await?;
-        for device_id in devices {
-            {
-                let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-                if !in_flight.insert(device_id.clone()) {
-                    debug!(device_id, "device still being worked on");
-                    continue;
-                }
+        let due = self.store.due_devices(now, DISPATCH_PAGE).await?;
+        let full_page = due.len() == DISPATCH_PAGE as usize;
+        let devices: Vec<String> = {
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            due.into_iter()
+                .filter(|device_id| in_flight.insert(device_id.clone()))
+                .collect()
+        };
+        if devices.is_empty() {
+            return Ok(false);
+        }
+        // One claim for them all. Whatever its outcome, a device leaves `in_flight` unless a
+        // worker takes it: an error here (the database just went away) must not mark it busy
+        // for good.
+        let until = lease_end(now, self.config.lease);
+        let held = match self
+            .store
+            .claim_devices(&devices, &self.owner, now, until)
+            .await
+        {
+            Ok(held) => held,
+            Err(error) => {
+                devices.iter().for_each(|d| self.finish(d));
+                return Err(error);
             }
-            let until = lease_end(now, self.config.lease);
-            // Whatever the claim's outcome, the device leaves `in_flight` unless a worker takes
-            // it: an error here (the database just went away) must not mark it busy for good.
-            match self
-                .store
-                .claim_device(&device_id, &self.owner, now, until)
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => {
-                    self.finish(&device_id);
-                    continue;
-                }
-                Err(error) => {
-                    self.finish(&device_id);
-                    return Err(error);
-                }
-            }
+        };
+        for device_id in devices.iter().filter(|d| !held.contains(d)) {
+            self.finish(device_id);
+        }
+        let claimed_at = Instant::now();
+        let more = full_page && !held.is_empty();
+        let mut held = held.into_iter();
+        while let Some(device_id) = held.next() {
             let Ok(permit) = self.permits.clone().acquire_owned().await else {
                 self.finish(&device_id);
-                return Ok(());
+                held.for_each(|d| self.finish(&d));
+                return Ok(false);
             };
             let engine = Arc::clone(self);
             tokio::spawn(async move {
-                if let Err(error) = engine.work_device(&device_id).await {
-                    warn!(%error, device_id, "device worker failed");
+                let released = match engine.work_device(&device_id, claimed_at).await {
+                    Ok(released) => released,
+                    Err(error) => {
+                        warn!(%error, device_id, "device worker failed");
+                        false
+                    }
+                };
+                if !released {
+                    let _ = engine.store.release_device(&device_id, &engine.owner).await;
                 }
-                let _ = engine.store.release_device(&device_id, &engine.owner).await;
                 engine.finish(&device_id);
                 drop(permit);
                 engine.wake.notify_one();
             });
         }
-        Ok(())
+        Ok(more)
     }
 
     fn finish(&self, device_id: &str) {
@@ -182,54 +208,84 @@ impl Engine {
             .remove(device_id);
     }
 
-    #[instrument(skip(self), fields(device_id = %device_id))]
-    async fn work_device(&self, device_id: &str) -> keyway_store::Result<()> {
+    /// Works the device's due jobs, round after round, while its lease is held (`claimed_at`:
+    /// when the dispatcher took it). Answers whether the lease is already let go.
+    #[instrument(skip(self, claimed_at), fields(device_id = %device_id))]
+    async fn work_device(
+        &self,
+        device_id: &str,
+        claimed_at: Instant,
+    ) -> keyway_store::Result<bool> {
+        let mut held_since = claimed_at;
         loop {
             let now = self.clock.now();
-            let until = lease_end(now, self.config.lease);
-            // Renewed before every round, the first too: waiting for a worker permit may have
+            // Renewed when a third of it has passed: waiting for a worker permit may have
             // outlasted the dispatcher's claim, and another instance may hold the lock now.
-            if !self
-                .store
-                .claim_device(device_id, &self.owner, now, until)
-                .await?
-            {
-                return Ok(());
+            if held_since.elapsed() > self.config.lease / 3 {
+                let until = lease_end(now, self.config.lease);
+                if !self
+                    .store
+                    .claim_device(device_id, &self.owner, now, until)
+                    .await?
+                {
+                    return Ok(true);
+                }
             }
-            let jobs = self
+            let start = self
                 .store
-                .due_jobs(device_id, now, self.config.batch)
+                .round_start(device_id, now, self.config.batch)
                 .await?;
-            if jobs.is_empty() {
-                return Ok(());
+            if start.jobs.is_empty() {
+                return Ok(false);
             }
-            let job_ids: Vec<i64> = jobs.iter().map(|j| j.job_id).collect();
-            let Some(device) = self.store.engine_device(device_id).await? else {
+            let job_ids: Vec<i64> = start.jobs.iter().map(|j| j.job_id).collect();
+            let Some(device) = start.device else {
                 self.store.delete_jobs(&job_ids).await?;
-                return Ok(());
+                return Ok(false);
             };
-            let next_read = match self.drivers.for_device(&device) {
-                Some(driver) => Some(self.work_batch(&device, driver.as_ref(), &jobs).await?),
+            let (records, next_read) = match self.drivers.for_device(&device) {
+                Some(driver) => {
+                    let (records, next_read) = self
+                        .work_batch(&device, driver.as_ref(), &start.jobs, start.confirmed)
+                        .await?;
+                    (records, Some(next_read))
+                }
                 None => {
                     warn!(provider = %device.provider, "no driver for device");
-                    None
+                    (Vec::new(), None)
                 }
             };
-            self.store
-                .finish_jobs(device_id, &job_ids, next_read)
+            let now = self.clock.now();
+            let more = self
+                .store
+                .finish_round(
+                    &device,
+                    records,
+                    &job_ids,
+                    next_read,
+                    &self.owner,
+                    now,
+                    lease_end(now, self.config.lease),
+                )
                 .await?;
             let _ = self.synced.send(device_id.to_owned());
+            if !more {
+                return Ok(true);
+            }
+            held_since = Instant::now();
         }
     }
 
-    /// Reads the lock once and works every code of the batch; answers when (and after how many
-    /// failed reads) the lock should be read next.
+    /// Reads the lock once and works every code of the batch; answers what to record at the
+    /// end of the round, and when (and after how many failed reads) the lock should be read
+    /// next. `confirmed`: the device's codes its lock confirmed, as the round started.
     async fn work_batch(
         &self,
         device: &DeviceRecord,
         driver: &dyn LockDriver,
         jobs: &[DeviceJob],
-    ) -> keyway_store::Result<(Timestamp, i64)> {
+        confirmed: Vec<ConfirmedCode>,
+    ) -> keyway_store::Result<(Vec<Record>, (Timestamp, i64))> {
         // One look at a code per batch, with the attempts of its most-tried job.
         let mut work: Vec<(String, i64)> = Vec::new();
         let mut failed_reads = 0;
@@ -260,26 +316,31 @@ impl Engine {
                 .finish_lock_action(device, attempt, lock, outcome, self.clock.now())
                 .await?;
         }
+        let read_started = Instant::now();
         let read = driver.read_codes(&device.device_id).await;
+        // A lock that takes its time per operation gets its codes one at a time, and each
+        // outcome is recorded as it lands, beside the next operation: codes show `set` as the
+        // lock confirms them, not when the whole batch is done.
+        let slow = read_started.elapsed() >= SLOW_LOCK;
         let now = self.clock.now();
         let mut lock = match read {
             Ok(lock) => lock,
             Err(error) => {
                 let mut records = Vec::with_capacity(work.len());
-                for (code, attempts) in self.codes_of(&work).await? {
+                let (codes, _) = self.codes_of(&device.device_id, &work).await?;
+                for (code, attempts) in codes {
                     let removal = code_target(&code, now) != Target::OnLock;
                     records.push(self.retry_later(&code, attempts, removal, &error));
                 }
-                self.store.record_outcomes(device, records, now).await?;
                 let backoff = self
                     .config
                     .poll_interval
                     .saturating_mul(1 << failed_reads.clamp(0, 4));
-                return Ok((at_offset(now, jittered(backoff)), failed_reads + 1));
+                let next_read = (at_offset(now, jittered(backoff)), failed_reads + 1);
+                return Ok((records, next_read));
             }
         };
         // Codes changed at the lock behind Keyway's back.
-        let confirmed = self.store.confirmed_codes(&device.device_id).await?;
         let view: Vec<SlotView<'_>> = lock
             .iter()
             .map(|c| SlotView {
@@ -324,18 +385,26 @@ impl Engine {
                 name: c.name.clone(),
             })
             .collect();
-        self.store.observe_lock(device, &observed, now).await?;
-        let mut codes = self.codes_of(&work).await?;
+        let (mut codes, reserved) = self.codes_of(&device.device_id, &work).await?;
         // Removals first, so that a PIN leaving the lock frees its place for the next one.
         codes.sort_by_key(|(code, _)| code_target(code, now) == Target::OnLock);
-        let reserved = self.store.reserved_slots(&device.device_id).await?;
         let (plans, before_ops, mut after_ops) = plan(device, &codes, &lock, reserved, now);
-        // What is about to happen on the lock is durable before it happens: a slot chosen
-        // for a code is known even if Keyway dies during the driver call.
-        self.store.record_outcomes(device, before_ops, now).await?;
-        let mut renewed_at = std::time::Instant::now();
+        // What the lock holds, and what is about to happen on it, are durable before it
+        // happens: a slot chosen for a code is known even if Keyway dies during the driver
+        // call.
+        self.store
+            .observe_and_record(device, &observed, before_ops, now)
+            .await?;
+        let mut renewed_at = Instant::now();
         let mut changed = false;
-        for plan in plans {
+        let put_limit = if slow {
+            1
+        } else {
+            driver.put_batch_limit().max(1)
+        };
+        let mut landed = Vec::new();
+        let mut plans = plans.into_iter().peekable();
+        while let Some(first) = plans.next() {
             if renewed_at.elapsed() > self.config.lease / 3 {
                 let now = self.clock.now();
                 let until = lease_end(now, self.config.lease);
@@ -347,15 +416,60 @@ impl Engine {
                     warn!("lost the device lease; leaving the rest to its new holder");
                     break;
                 }
-                renewed_at = std::time::Instant::now();
+                renewed_at = Instant::now();
             }
-            let (record, done) = self.execute(device, driver, plan).await;
-            changed |= done;
-            after_ops.push(record);
+            let mut outcomes = Vec::new();
+            if let Op::Remove { slot } = first.op {
+                let result = driver.remove_code(&device.device_id, slot).await;
+                let (record, done) = self.removed(first, result);
+                changed |= done;
+                outcomes.push(record);
+            } else {
+                // Puts go to the driver in batches as large as it takes.
+                let mut chunk = vec![first];
+                while chunk.len() < put_limit {
+                    match plans.next_if(|p| matches!(p.op, Op::Put { .. })) {
+                        Some(next) => chunk.push(next),
+                        None => break,
+                    }
+                }
+                let puts: Vec<PutCode> = chunk
+                    .iter()
+                    .map(|p| PutCode {
+                        slot: match p.op {
+                            Op::Put { slot } | Op::Remove { slot } => Some(slot),
+                        },
+                        code: p.code.code.clone(),
+                        name: p.code.name.clone(),
+                    })
+                    .collect();
+                let mut results = driver.put_codes(&device.device_id, &puts).await.into_iter();
+                for plan in chunk {
+                    let result = results.next().unwrap_or_else(|| {
+                        Err(DriverError::Internal(
+                            "the driver answered fewer results than codes".into(),
+                        ))
+                    });
+                    let (record, done) = self.put(plan, result);
+                    changed |= done;
+                    outcomes.push(record);
+                }
+            }
+            if slow && plans.peek().is_some() {
+                let (store, device) = (self.store.clone(), device.clone());
+                let now = self.clock.now();
+                landed.push(tokio::spawn(async move {
+                    store.record_outcomes(&device, outcomes, now).await
+                }));
+            } else {
+                after_ops.extend(outcomes);
+            }
         }
-        self.store
-            .record_outcomes(device, after_ops, self.clock.now())
-            .await?;
+        for recorded in landed {
+            recorded
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("recording outcomes: {e}")))??;
+        }
         lock.clear();
         // After changing the lock, read it back at once; otherwise at the next poll.
         let next_read = if changed {
@@ -363,101 +477,83 @@ impl Engine {
         } else {
             at_offset(self.clock.now(), jittered(self.config.poll_interval))
         };
-        Ok((next_read, 0))
+        Ok((after_ops, (next_read, 0)))
     }
 
-    /// The codes of a batch's work (those still there), each with its attempts, in work order.
+    /// The codes of a batch's work (those still there), each with its attempts, in work order;
+    /// and the slots the device's managed codes hold.
     async fn codes_of(
         &self,
+        device_id: &str,
         work: &[(String, i64)],
-    ) -> keyway_store::Result<Vec<(EngineCode, i64)>> {
+    ) -> keyway_store::Result<(Vec<(EngineCode, i64)>, Vec<u32>)> {
         let ids: Vec<String> = work.iter().map(|(id, _)| id.clone()).collect();
-        let mut found: std::collections::HashMap<String, EngineCode> = self
-            .store
-            .engine_codes(&ids)
-            .await?
+        let (codes, reserved) = self.store.round_codes(device_id, &ids).await?;
+        let mut found: std::collections::HashMap<String, EngineCode> = codes
             .into_iter()
             .map(|code| (code.access_code_id.clone(), code))
             .collect();
-        Ok(work
+        let codes = work
             .iter()
             .filter_map(|(id, attempts)| found.remove(id).map(|code| (code, *attempts)))
-            .collect())
+            .collect();
+        Ok((codes, reserved))
     }
 
-    /// Carries out one driver operation; answers what to record and whether the lock changed.
-    #[instrument(skip_all, fields(access_code_id = %plan.code.access_code_id))]
-    async fn execute(
-        &self,
-        device: &DeviceRecord,
-        driver: &dyn LockDriver,
-        plan: Plan,
-    ) -> (Record, bool) {
-        let Plan {
-            code,
-            attempts,
-            op,
-            next_edge,
-            absence,
-        } = plan;
-        let id = code.access_code_id.clone();
-        match op {
-            Op::Put { slot } => {
-                let result = driver
-                    .put_code(
-                        &device.device_id,
-                        Some(slot),
-                        &code.code,
-                        code.name.as_deref(),
-                    )
-                    .await;
-                match result {
-                    Ok(confirmed) => {
-                        info!(slot = confirmed.slot, "access code set on device");
-                        (
-                            Record::new(
-                                id,
-                                CodeOutcome::Set {
-                                    slot: confirmed.slot,
-                                },
-                                next_edge,
-                            ),
-                            true,
-                        )
-                    }
-                    Err(DriverError::Refused(refusal)) => {
-                        warn!(%refusal, "lock refused access code");
-                        let (error_code, message) = match &refusal {
-                            Refusal::Duplicate { .. } => (
-                                "duplicate_code_on_device",
-                                "The lock already holds this PIN in another slot.".to_owned(),
-                            ),
-                            Refusal::NoSpace => (
-                                "no_space_for_access_code_on_device",
-                                "The lock has no free slot for another code.".to_owned(),
-                            ),
-                            Refusal::InvalidCode(reason) => {
-                                ("failed_to_set_on_device", reason.clone())
-                            }
-                        };
-                        let outcome = CodeOutcome::Failed {
-                            error_code,
-                            message,
-                            event: EventType::AccessCodeFailedToSetOnDevice,
-                            removal: false,
-                        };
-                        (Record::new(id, outcome, None), false)
-                    }
-                    Err(error) => (self.retry_later(&code, attempts, false, &error), false),
-                }
+    /// What to record for a put the driver answered, and whether the lock changed.
+    fn put(&self, plan: Plan, result: Result<LockCode, DriverError>) -> (Record, bool) {
+        let id = plan.code.access_code_id.clone();
+        let _span = tracing::info_span!("put", access_code_id = %id).entered();
+        match result {
+            Ok(confirmed) => {
+                info!(slot = confirmed.slot, "access code set on device");
+                let outcome = CodeOutcome::Set {
+                    slot: confirmed.slot,
+                };
+                (Record::new(id, outcome, plan.next_edge), true)
             }
-            Op::Remove { slot } => match driver.remove_code(&device.device_id, slot).await {
-                Ok(()) => {
-                    info!(slot, "access code removed from device");
-                    (finish_absence(&code, absence, true, self.clock.now()), true)
-                }
-                Err(error) => (self.retry_later(&code, attempts, true, &error), false),
-            },
+            Err(DriverError::Refused(refusal)) => {
+                warn!(%refusal, "lock refused access code");
+                let (error_code, message) = match &refusal {
+                    Refusal::Duplicate { .. } => (
+                        "duplicate_code_on_device",
+                        "The lock already holds this PIN in another slot.".to_owned(),
+                    ),
+                    Refusal::NoSpace => (
+                        "no_space_for_access_code_on_device",
+                        "The lock has no free slot for another code.".to_owned(),
+                    ),
+                    Refusal::InvalidCode(reason) => ("failed_to_set_on_device", reason.clone()),
+                };
+                let outcome = CodeOutcome::Failed {
+                    error_code,
+                    message,
+                    event: EventType::AccessCodeFailedToSetOnDevice,
+                    removal: false,
+                };
+                (Record::new(id, outcome, None), false)
+            }
+            Err(error) => (
+                self.retry_later(&plan.code, plan.attempts, false, &error),
+                false,
+            ),
+        }
+    }
+
+    /// What to record for a removal the driver answered, and whether the lock changed.
+    fn removed(&self, plan: Plan, result: Result<(), DriverError>) -> (Record, bool) {
+        let _span =
+            tracing::info_span!("remove", access_code_id = %plan.code.access_code_id).entered();
+        match result {
+            Ok(()) => {
+                info!("access code removed from device");
+                let record = finish_absence(&plan.code, plan.absence, true, self.clock.now());
+                (record, true)
+            }
+            Err(error) => (
+                self.retry_later(&plan.code, plan.attempts, true, &error),
+                false,
+            ),
         }
     }
 

@@ -248,6 +248,107 @@ pub trait EngineStore: Send + Sync {
         slots: &[LockObservation],
         now: Timestamp,
     ) -> Result<()>;
+
+    // A worker's round on a lock, in as few store calls as the backend can: these compose the
+    // calls above, and a backend may answer each in one transaction instead.
+
+    /// Claims (or renews) several devices' leases; answers those now held by `owner`.
+    async fn claim_devices(
+        &self,
+        device_ids: &[String],
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<String>> {
+        let mut held = Vec::with_capacity(device_ids.len());
+        for device_id in device_ids {
+            if self.claim_device(device_id, owner, now, until).await? {
+                held.push(device_id.clone());
+            }
+        }
+        Ok(held)
+    }
+
+    /// What a round on a held device starts from: its due jobs (oldest first, at most
+    /// `limit`), and, when there are any, the device and the codes its lock confirmed.
+    async fn round_start(&self, device_id: &str, now: Timestamp, limit: u32) -> Result<RoundStart> {
+        let jobs = self.due_jobs(device_id, now, limit).await?;
+        if jobs.is_empty() {
+            return Ok(RoundStart::default());
+        }
+        let device = self.engine_device(device_id).await?;
+        let confirmed = match device {
+            Some(_) => self.confirmed_codes(device_id).await?,
+            None => Vec::new(),
+        };
+        Ok(RoundStart {
+            jobs,
+            device,
+            confirmed,
+        })
+    }
+
+    /// The codes a round works on (those that exist) and the slots the device's managed codes
+    /// hold or are being programmed into.
+    async fn round_codes(
+        &self,
+        device_id: &str,
+        access_code_ids: &[String],
+    ) -> Result<(Vec<EngineCode>, Vec<u32>)> {
+        if access_code_ids.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let codes = self.engine_codes(access_code_ids).await?;
+        let reserved = self.reserved_slots(device_id).await?;
+        Ok((codes, reserved))
+    }
+
+    /// What a lock read showed ([`EngineStore::observe_lock`]) and what is about to be done
+    /// to the lock ([`EngineStore::record_outcomes`]).
+    async fn observe_and_record(
+        &self,
+        device: &DeviceRecord,
+        slots: &[LockObservation],
+        records: Vec<OutcomeRecord>,
+        now: Timestamp,
+    ) -> Result<()> {
+        self.observe_lock(device, slots, now).await?;
+        self.record_outcomes(device, records, now).await
+    }
+
+    /// Ends a round: records its outcomes, deletes its jobs and schedules the next read-back
+    /// ([`EngineStore::finish_jobs`]). Then, if the device has more due work, renews `owner`'s
+    /// lease until `until` and answers `true`; otherwise releases the lease and answers
+    /// `false`. Also `false` when the lease was lost.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_round(
+        &self,
+        device: &DeviceRecord,
+        records: Vec<OutcomeRecord>,
+        job_ids: &[i64],
+        next_read: Option<(Timestamp, i64)>,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool> {
+        self.record_outcomes(device, records, now).await?;
+        self.finish_jobs(&device.device_id, job_ids, next_read)
+            .await?;
+        if self.due_jobs(&device.device_id, now, 1).await?.is_empty() {
+            self.release_device(&device.device_id, owner).await?;
+            return Ok(false);
+        }
+        self.claim_device(&device.device_id, owner, now, until)
+            .await
+    }
+}
+
+/// See [`EngineStore::round_start`].
+#[derive(Debug, Clone, Default)]
+pub struct RoundStart {
+    pub jobs: Vec<DeviceJob>,
+    pub device: Option<DeviceRecord>,
+    pub confirmed: Vec<ConfirmedCode>,
 }
 
 impl EngineCode {

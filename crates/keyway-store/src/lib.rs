@@ -46,7 +46,7 @@ pub use access_codes::{
 pub use accounts::{AccountStore, DeviceCodeRules, DeviceRecord, NewWorkspace};
 pub use engine::{
     CodeOutcome, ConfirmedCode, DeviceJob, EngineCode, EngineStore, ExternalChange,
-    LockObservation, OutcomeRecord,
+    LockObservation, OutcomeRecord, RoundStart,
 };
 pub use events::{EventFilter, EventStore};
 pub use provider::{DeviceDetails, ProviderAccount, ProviderDevice, ProviderStore};

@@ -61,4 +61,8 @@ impl SandboxMemory for Store {
     ) -> Result<(), String> {
         (**self).write_slot(device_id, slot, code).await
     }
+
+    async fn write_slots(&self, device_id: &str, slots: &[LockCode]) -> Result<(), String> {
+        (**self).write_slots(device_id, slots).await
+    }
 }

@@ -708,26 +708,9 @@ fn ensure_no_duplicate(
 mod tests {
     use keyway_model::ActionAttemptStatus;
 
+    use super::super::testing::{at, seeded};
     use super::*;
-    use crate::{Store, SEED};
-
-    fn at(millis: i64) -> Timestamp {
-        Timestamp::from_millis(1_700_000_000_000 + millis).expect("valid time")
-    }
-
-    async fn seeded() -> (tempfile::TempDir, Store, DeviceRecord) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open_dir(dir.path(), &crate::StoreOptions::default())
-            .await
-            .expect("store opens");
-        store.seed(0, at(0)).await.expect("seeded");
-        let device = store
-            .get_device(SEED.seed_workspace_1, Some(SEED.august_device_1), None)
-            .await
-            .expect("query")
-            .expect("seeded device");
-        (dir, store, device)
-    }
+    use crate::SEED;
 
     fn new_code<'a>(
         device: &'a DeviceRecord,

@@ -27,6 +27,11 @@ use crate::{Result, StoreError};
 
 /// Closures committed together at most.
 const MAX_GROUP: usize = 512;
+/// Page cache of the writer connection, in KiB.
+const WRITER_CACHE_KIB: u32 = 32 * 1024;
+/// Least time between two checkpoints.
+const CHECKPOINT_PAUSE: Duration = Duration::from_millis(50);
+
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 256;
 
@@ -59,8 +64,9 @@ impl ConnectOptions {
         let conn = Connection::open_with_flags(&self.path, flags)?;
         conn.busy_timeout(self.busy_timeout)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        // Savepoint journals and sorts stay in memory: no temporary files.
         conn.execute_batch(&format!(
-            "PRAGMA foreign_keys = ON; PRAGMA synchronous = {};",
+            "PRAGMA foreign_keys = ON; PRAGMA synchronous = {}; PRAGMA temp_store = MEMORY;",
             self.synchronous
         ))?;
         if !read_only {
@@ -91,6 +97,18 @@ impl Db {
         inserted: Arc<Notify>,
     ) -> Result<Db> {
         let writer = options.open(false)?;
+        // The writer keeps more of the file in memory than a reader (it lives as long as the
+        // store; a reader's cache is emptied by every commit anyway), and leaves checkpoints,
+        // which copy the log back into the file, to a thread of their own.
+        writer.execute_batch(&format!(
+            "PRAGMA cache_size = -{WRITER_CACHE_KIB}; PRAGMA wal_autocheckpoint = 0;"
+        ))?;
+        let checkpointer = options.open(false)?;
+        let (nudge, nudged) = std::sync::mpsc::sync_channel::<()>(1);
+        std::thread::Builder::new()
+            .name("keyway-sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer, nudged))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the checkpointer: {e}")))?;
         let touched = Arc::new(AtomicBool::new(false));
         {
             let touched = touched.clone();
@@ -103,7 +121,7 @@ impl Db {
         let (jobs, queue) = mpsc::channel::<Job>(MAX_GROUP * 4);
         std::thread::Builder::new()
             .name("keyway-sqlite-writer".into())
-            .spawn(move || write_loop(writer, queue, touched, inserted))
+            .spawn(move || write_loop(writer, queue, touched, inserted, nudge))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
         let permits = Semaphore::new(options.readers.max(1));
         Ok(Db {
@@ -206,6 +224,7 @@ fn write_loop(
     mut queue: mpsc::Receiver<Job>,
     touched: Arc<AtomicBool>,
     inserted: Arc<Notify>,
+    checkpoint: std::sync::mpsc::SyncSender<()>,
 ) {
     while let Some(first) = queue.blocking_recv() {
         let mut group = vec![first];
@@ -232,12 +251,28 @@ fn write_loop(
         if committed.is_err() {
             let _ = run(&conn, "ROLLBACK");
             touched.store(false, Ordering::Relaxed);
-        } else if touched.swap(false, Ordering::Relaxed) {
-            inserted.notify_one();
+        } else {
+            if touched.swap(false, Ordering::Relaxed) {
+                inserted.notify_one();
+            }
+            // Already nudged if full: one checkpoint covers every commit before it.
+            let _ = checkpoint.try_send(());
         }
         for reply in replies {
             reply(committed.clone());
         }
+    }
+}
+
+/// Copies committed log frames back into the database file after commits, beside the writer:
+/// passive checkpoints neither wait for nor block readers and the writer. Ends with the writer.
+fn checkpoint_loop(conn: Connection, nudged: std::sync::mpsc::Receiver<()>) {
+    while nudged.recv().is_ok() {
+        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            warn!(%error, "checkpoint failed");
+        }
+        // Let frames gather: one checkpoint per pause, however many commits came meanwhile.
+        std::thread::sleep(CHECKPOINT_PAUSE);
     }
 }
 

@@ -7,6 +7,7 @@ use keyway_model::{ActionAttempt, ActionType, EventType, Timestamp};
 use rusqlite::{params, Connection};
 
 use super::access_codes::CODE_COLUMNS;
+use super::accounts::DEVICE_SELECT;
 use super::db::{column, exec, row, rows, scalar};
 use super::tx::{
     fetch_attempt, fetch_code, insert_attempt, insert_event, insert_event_with, insert_job,
@@ -17,26 +18,16 @@ use crate::accounts::DeviceRecord;
 use crate::engine::{
     external_change_warnings, gone_attempt_outcome, gone_events, unmanaged_changes,
     warnings_once_set, with_delay_warning, with_error, CodeOutcome, ConfirmedCode, DeviceJob,
-    EngineCode, EngineStore, ExternalChange, KnownSlot, LockObservation, OutcomeRecord,
+    EngineCode, EngineStore, ExternalChange, KnownSlot, LockObservation, OutcomeRecord, RoundStart,
 };
 use crate::rows::AccessCodeRow;
-use crate::{json, new_id, Result, StoreError};
+use crate::{json, new_id, Result};
 
 #[async_trait]
 impl EngineStore for SqliteStore {
     async fn confirmed_codes(&self, device_id: &str) -> Result<Vec<ConfirmedCode>> {
         let device_id = device_id.to_owned();
-        self.db
-            .read(move |c| {
-                rows(
-                    c,
-                    "SELECT access_code_id, slot, confirmed_code, is_external_modification_allowed
-                     FROM access_codes WHERE device_id = ? AND is_managed = 1 AND status = 'set'
-                     AND deleted = 0 AND slot IS NOT NULL AND confirmed_code IS NOT NULL",
-                    params![device_id],
-                )
-            })
-            .await
+        self.db.read(move |c| confirmed_in(c, &device_id)).await
     }
 
     async fn record_external_change(
@@ -335,31 +326,14 @@ impl EngineStore for SqliteStore {
     ) -> Result<bool> {
         let (device_id, owner) = (device_id.to_owned(), owner.to_owned());
         self.db
-            .write(move |c| {
-                // One atomic UPDATE: the lease is taken only if free, expired, or already ours.
-                let changed = exec(
-                    c,
-                    "UPDATE devices SET lease_owner = ?1, lease_until = ?2 WHERE device_id = ?3
-                     AND (lease_until IS NULL OR lease_until < ?4 OR lease_owner = ?1)",
-                    params![owner, until.millis(), device_id, now.millis()],
-                )?;
-                Ok(changed == 1)
-            })
+            .write(move |c| claim_in(c, &device_id, &owner, now, until))
             .await
     }
 
     async fn release_device(&self, device_id: &str, owner: &str) -> Result<()> {
         let (device_id, owner) = (device_id.to_owned(), owner.to_owned());
         self.db
-            .write(move |c| {
-                exec(
-                    c,
-                    "UPDATE devices SET lease_owner = NULL, lease_until = NULL
-                     WHERE device_id = ? AND lease_owner = ?",
-                    params![device_id, owner],
-                )?;
-                Ok(())
-            })
+            .write(move |c| release_in(c, &device_id, &owner))
             .await
     }
 
@@ -371,30 +345,13 @@ impl EngineStore for SqliteStore {
     ) -> Result<Vec<DeviceJob>> {
         let device_id = device_id.to_owned();
         self.db
-            .read(move |c| {
-                rows(
-                    c,
-                    "SELECT job_id, access_code_id, attempts, action, action_attempt_id
-                     FROM device_jobs WHERE device_id = ? AND run_after <= ?
-                     ORDER BY run_after, job_id LIMIT ?",
-                    params![device_id, now.millis(), i64::from(limit)],
-                )
-            })
+            .read(move |c| due_jobs_in(c, &device_id, now, limit))
             .await
     }
 
     async fn delete_jobs(&self, job_ids: &[i64]) -> Result<()> {
-        let ids = serde_json::to_string(job_ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.db
-            .write(move |c| {
-                exec(
-                    c,
-                    "DELETE FROM device_jobs WHERE job_id IN (SELECT value FROM json_each(?))",
-                    params![ids],
-                )?;
-                Ok(())
-            })
-            .await
+        let ids = json(&job_ids)?;
+        self.db.write(move |c| delete_jobs_in(c, &ids)).await
     }
 
     async fn finish_jobs(
@@ -403,15 +360,11 @@ impl EngineStore for SqliteStore {
         job_ids: &[i64],
         next_read: Option<(Timestamp, i64)>,
     ) -> Result<()> {
-        let ids = serde_json::to_string(job_ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let ids = json(&job_ids)?;
         let device_id = device_id.to_owned();
         self.db
             .write(move |c| {
-                exec(
-                    c,
-                    "DELETE FROM device_jobs WHERE job_id IN (SELECT value FROM json_each(?))",
-                    params![ids],
-                )?;
+                delete_jobs_in(c, &ids)?;
                 if let Some((at, attempts)) = next_read {
                     schedule_read_in(c, &device_id, at, attempts)?;
                 }
@@ -436,21 +389,7 @@ impl EngineStore for SqliteStore {
 
     async fn reserved_slots(&self, device_id: &str) -> Result<Vec<u32>> {
         let device_id = device_id.to_owned();
-        let slots: Vec<i64> = self
-            .db
-            .read(move |c| {
-                column(
-                    c,
-                    "SELECT slot FROM access_codes WHERE device_id = ? AND is_managed = 1
-                     AND slot IS NOT NULL",
-                    params![device_id],
-                )
-            })
-            .await?;
-        Ok(slots
-            .into_iter()
-            .filter_map(|s| u32::try_from(s).ok())
-            .collect())
+        self.db.read(move |c| reserved_in(c, &device_id)).await
     }
 
     async fn wake_device(&self, device_id: &str, now: Timestamp) -> Result<()> {
@@ -480,15 +419,8 @@ impl EngineStore for SqliteStore {
     }
 
     async fn engine_codes(&self, access_code_ids: &[String]) -> Result<Vec<EngineCode>> {
-        let ids = serde_json::to_string(access_code_ids)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let sql = format!(
-            "SELECT {CODE_COLUMNS} FROM access_codes
-             WHERE access_code_id IN (SELECT value FROM json_each(?))
-             AND (is_managed = 1 OR deleted = 1)"
-        );
-        let rows: Vec<AccessCodeRow> = self.db.read(move |c| rows(c, &sql, params![ids])).await?;
-        rows.into_iter().map(EngineCode::from_row).collect()
+        let ids = json(&access_code_ids)?;
+        self.db.read(move |c| engine_codes_in(c, &ids)).await
     }
 
     async fn record_outcomes(
@@ -502,27 +434,7 @@ impl EngineStore for SqliteStore {
         }
         let device = device.clone();
         self.db
-            .write(move |c| {
-                for record in records {
-                    let id = record.access_code_id.as_str();
-                    let Some(row) = try_fetch_code(c, id)? else {
-                        continue;
-                    };
-                    if let Some(outcome) = record.outcome {
-                        apply_outcome(c, &device, row, outcome, now)?;
-                    }
-                    if let Some((at, attempts)) = record.follow_up {
-                        insert_job(c, &device.device_id, Some(id), at, now)?;
-                        exec(
-                            c,
-                            "UPDATE device_jobs SET attempts = ?
-                             WHERE access_code_id = ? AND run_after = ?",
-                            params![attempts, id, at.millis()],
-                        )?;
-                    }
-                }
-                Ok(())
-            })
+            .write(move |c| record_in(c, &device, records, now))
             .await
     }
 
@@ -532,76 +444,314 @@ impl EngineStore for SqliteStore {
         slots: &[LockObservation],
         now: Timestamp,
     ) -> Result<()> {
-        let device_id = device.device_id.clone();
-        let known: Vec<KnownSlot> = self
-            .db
-            .read(move |c| {
-                rows(
-                    c,
-                    "SELECT access_code_id, is_managed, slot, code, confirmed_code
-                     FROM access_codes WHERE device_id = ? AND slot IS NOT NULL",
-                    params![device_id],
-                )
-            })
-            .await?;
-        let changes = unmanaged_changes(&known, slots);
-        if changes.is_empty() {
-            return Ok(());
-        }
-        let stale: Vec<String> = changes
-            .stale
-            .into_iter()
-            .map(|gone| gone.access_code_id.clone())
-            .collect();
-        let fresh: Vec<LockObservation> = changes.fresh.into_iter().cloned().collect();
-        let device = device.clone();
+        self.observe_and_record(device, slots, Vec::new(), now)
+            .await
+    }
+
+    async fn claim_devices(
+        &self,
+        device_ids: &[String],
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<String>> {
+        let (device_ids, owner) = (device_ids.to_vec(), owner.to_owned());
         self.db
             .write(move |c| {
-                for gone in stale {
-                    exec(
-                        c,
-                        "DELETE FROM access_codes WHERE access_code_id = ?",
-                        params![gone],
-                    )?;
-                    insert_event(
-                        c,
-                        EventType::AccessCodeUnmanagedRemoved,
-                        &device,
-                        Some(&gone),
-                        None,
-                        now,
-                    )?;
+                let mut held = Vec::with_capacity(device_ids.len());
+                for device_id in device_ids {
+                    if claim_in(c, &device_id, &owner, now, until)? {
+                        held.push(device_id);
+                    }
                 }
-                for slot in fresh {
-                    let id = new_id();
-                    exec(
-                        c,
-                        "INSERT INTO access_codes (access_code_id, workspace_id, device_id,
-                            is_managed, name, code, type, status, slot, confirmed_code, created_at)
-                         VALUES (?1, ?2, ?3, 0, ?4, ?5, 'ongoing', 'set', ?6, ?5, ?7)",
-                        params![
-                            id,
-                            device.workspace_id,
-                            device.device_id,
-                            slot.name,
-                            slot.code,
-                            i64::from(slot.slot),
-                            now.millis()
-                        ],
-                    )?;
-                    insert_event(
-                        c,
-                        EventType::AccessCodeUnmanagedCreated,
-                        &device,
-                        Some(&id),
-                        None,
-                        now,
-                    )?;
-                }
-                Ok(())
+                Ok(held)
             })
             .await
     }
+
+    async fn round_start(&self, device_id: &str, now: Timestamp, limit: u32) -> Result<RoundStart> {
+        let device_id = device_id.to_owned();
+        self.db
+            .read(move |c| {
+                let jobs = due_jobs_in(c, &device_id, now, limit)?;
+                if jobs.is_empty() {
+                    return Ok(RoundStart::default());
+                }
+                let sql = format!("{DEVICE_SELECT} WHERE d.device_id = ?");
+                let device: Option<DeviceRecord> = row(c, &sql, params![device_id])?;
+                let confirmed = match device {
+                    Some(_) => confirmed_in(c, &device_id)?,
+                    None => Vec::new(),
+                };
+                Ok(RoundStart {
+                    jobs,
+                    device,
+                    confirmed,
+                })
+            })
+            .await
+    }
+
+    async fn round_codes(
+        &self,
+        device_id: &str,
+        access_code_ids: &[String],
+    ) -> Result<(Vec<EngineCode>, Vec<u32>)> {
+        if access_code_ids.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let ids = json(&access_code_ids)?;
+        let device_id = device_id.to_owned();
+        self.db
+            .read(move |c| Ok((engine_codes_in(c, &ids)?, reserved_in(c, &device_id)?)))
+            .await
+    }
+
+    async fn observe_and_record(
+        &self,
+        device: &DeviceRecord,
+        slots: &[LockObservation],
+        records: Vec<OutcomeRecord>,
+        now: Timestamp,
+    ) -> Result<()> {
+        // Most reads find nothing new: look first, and write only when there is something to.
+        let device_id = device.device_id.clone();
+        let known = self.db.read(move |c| known_slots(c, &device_id)).await?;
+        if records.is_empty() && unmanaged_changes(&known, slots).is_empty() {
+            return Ok(());
+        }
+        let device = device.clone();
+        let slots = slots.to_vec();
+        self.db
+            .write(move |c| {
+                observe_in(c, &device, &slots, now)?;
+                record_in(c, &device, records, now)
+            })
+            .await
+    }
+
+    async fn finish_round(
+        &self,
+        device: &DeviceRecord,
+        records: Vec<OutcomeRecord>,
+        job_ids: &[i64],
+        next_read: Option<(Timestamp, i64)>,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool> {
+        let ids = json(&job_ids)?;
+        let (device, owner) = (device.clone(), owner.to_owned());
+        self.db
+            .write(move |c| {
+                record_in(c, &device, records, now)?;
+                delete_jobs_in(c, &ids)?;
+                if let Some((at, attempts)) = next_read {
+                    schedule_read_in(c, &device.device_id, at, attempts)?;
+                }
+                let more: bool = scalar(
+                    c,
+                    "SELECT EXISTS (SELECT 1 FROM device_jobs WHERE device_id = ? AND run_after <= ?)",
+                    params![device.device_id, now.millis()],
+                )?
+                .unwrap_or(false);
+                if more {
+                    claim_in(c, &device.device_id, &owner, now, until)
+                } else {
+                    release_in(c, &device.device_id, &owner)?;
+                    Ok(false)
+                }
+            })
+            .await
+    }
+}
+
+fn claim_in(
+    c: &Connection,
+    device_id: &str,
+    owner: &str,
+    now: Timestamp,
+    until: Timestamp,
+) -> Result<bool> {
+    // One atomic UPDATE: the lease is taken only if free, expired, or already ours.
+    let changed = exec(
+        c,
+        "UPDATE devices SET lease_owner = ?1, lease_until = ?2 WHERE device_id = ?3
+         AND (lease_until IS NULL OR lease_until < ?4 OR lease_owner = ?1)",
+        params![owner, until.millis(), device_id, now.millis()],
+    )?;
+    Ok(changed == 1)
+}
+
+fn release_in(c: &Connection, device_id: &str, owner: &str) -> Result<()> {
+    exec(
+        c,
+        "UPDATE devices SET lease_owner = NULL, lease_until = NULL
+         WHERE device_id = ? AND lease_owner = ?",
+        params![device_id, owner],
+    )?;
+    Ok(())
+}
+
+fn due_jobs_in(
+    c: &Connection,
+    device_id: &str,
+    now: Timestamp,
+    limit: u32,
+) -> Result<Vec<DeviceJob>> {
+    rows(
+        c,
+        "SELECT job_id, access_code_id, attempts, action, action_attempt_id
+         FROM device_jobs WHERE device_id = ? AND run_after <= ?
+         ORDER BY run_after, job_id LIMIT ?",
+        params![device_id, now.millis(), i64::from(limit)],
+    )
+}
+
+/// Deletes the jobs whose ids `ids` lists (a JSON array).
+fn delete_jobs_in(c: &Connection, ids: &str) -> Result<()> {
+    exec(
+        c,
+        "DELETE FROM device_jobs WHERE job_id IN (SELECT value FROM json_each(?))",
+        params![ids],
+    )?;
+    Ok(())
+}
+
+fn confirmed_in(c: &Connection, device_id: &str) -> Result<Vec<ConfirmedCode>> {
+    rows(
+        c,
+        "SELECT access_code_id, slot, confirmed_code, is_external_modification_allowed
+         FROM access_codes WHERE device_id = ? AND is_managed = 1 AND status = 'set'
+         AND deleted = 0 AND slot IS NOT NULL AND confirmed_code IS NOT NULL",
+        params![device_id],
+    )
+}
+
+fn reserved_in(c: &Connection, device_id: &str) -> Result<Vec<u32>> {
+    let slots: Vec<i64> = column(
+        c,
+        "SELECT slot FROM access_codes WHERE device_id = ? AND is_managed = 1
+         AND slot IS NOT NULL",
+        params![device_id],
+    )?;
+    Ok(slots
+        .into_iter()
+        .filter_map(|s| u32::try_from(s).ok())
+        .collect())
+}
+
+/// The codes whose ids `ids` lists (a JSON array) that the engine works on.
+fn engine_codes_in(c: &Connection, ids: &str) -> Result<Vec<EngineCode>> {
+    let sql = format!(
+        "SELECT {CODE_COLUMNS} FROM access_codes
+         WHERE access_code_id IN (SELECT value FROM json_each(?))
+         AND (is_managed = 1 OR deleted = 1)"
+    );
+    let rows: Vec<AccessCodeRow> = rows(c, &sql, params![ids])?;
+    rows.into_iter().map(EngineCode::from_row).collect()
+}
+
+/// The body of `record_outcomes`.
+fn record_in(
+    c: &Connection,
+    device: &DeviceRecord,
+    records: Vec<OutcomeRecord>,
+    now: Timestamp,
+) -> Result<()> {
+    for record in records {
+        let id = record.access_code_id.as_str();
+        let found = match record.outcome {
+            // Steps that need nothing of the row: their UPDATE also tells whether it exists.
+            Some(CodeOutcome::Programming { slot }) => mark_programming(c, id, slot, now)?,
+            Some(CodeOutcome::Removing) => mark_removing(c, id, now)?,
+            outcome => match try_fetch_code(c, id)? {
+                Some(row) => {
+                    if let Some(outcome) = outcome {
+                        apply_outcome(c, device, row, outcome, now)?;
+                    }
+                    true
+                }
+                None => false,
+            },
+        };
+        if !found {
+            continue;
+        }
+        if let Some((at, attempts)) = record.follow_up {
+            insert_job(c, &device.device_id, Some(id), at, now)?;
+            exec(
+                c,
+                "UPDATE device_jobs SET attempts = ?
+                 WHERE access_code_id = ? AND run_after = ?",
+                params![attempts, id, at.millis()],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn known_slots(c: &Connection, device_id: &str) -> Result<Vec<KnownSlot>> {
+    rows(
+        c,
+        "SELECT access_code_id, is_managed, slot, code, confirmed_code
+         FROM access_codes WHERE device_id = ? AND slot IS NOT NULL",
+        params![device_id],
+    )
+}
+
+/// The body of `observe_lock`: unmanaged codes brought in line with the lock's slots.
+fn observe_in(
+    c: &Connection,
+    device: &DeviceRecord,
+    slots: &[LockObservation],
+    now: Timestamp,
+) -> Result<()> {
+    let known = known_slots(c, &device.device_id)?;
+    let changes = unmanaged_changes(&known, slots);
+    for gone in changes.stale {
+        let gone = gone.access_code_id.as_str();
+        exec(
+            c,
+            "DELETE FROM access_codes WHERE access_code_id = ?",
+            params![gone],
+        )?;
+        insert_event(
+            c,
+            EventType::AccessCodeUnmanagedRemoved,
+            device,
+            Some(gone),
+            None,
+            now,
+        )?;
+    }
+    for slot in changes.fresh {
+        let id = new_id();
+        exec(
+            c,
+            "INSERT INTO access_codes (access_code_id, workspace_id, device_id,
+                is_managed, name, code, type, status, slot, confirmed_code, created_at)
+             VALUES (?1, ?2, ?3, 0, ?4, ?5, 'ongoing', 'set', ?6, ?5, ?7)",
+            params![
+                id,
+                device.workspace_id,
+                device.device_id,
+                slot.name,
+                slot.code,
+                i64::from(slot.slot),
+                now.millis()
+            ],
+        )?;
+        insert_event(
+            c,
+            EventType::AccessCodeUnmanagedCreated,
+            device,
+            Some(&id),
+            None,
+            now,
+        )?;
+    }
+    Ok(())
 }
 
 fn try_fetch_code(c: &Connection, access_code_id: &str) -> Result<Option<AccessCodeRow>> {
@@ -628,20 +778,10 @@ fn apply_outcome(
     let id = row.access_code_id.as_str();
     match outcome {
         CodeOutcome::Programming { slot } => {
-            exec(
-                c,
-                "UPDATE access_codes SET slot = ?, status = 'setting',
-                    pending_since = COALESCE(pending_since, ?) WHERE access_code_id = ?",
-                params![i64::from(slot), now.millis(), id],
-            )?;
+            mark_programming(c, id, slot, now)?;
         }
         CodeOutcome::Removing => {
-            exec(
-                c,
-                "UPDATE access_codes SET status = 'removing',
-                    pending_since = COALESCE(pending_since, ?) WHERE access_code_id = ?",
-                params![now.millis(), id],
-            )?;
+            mark_removing(c, id, now)?;
         }
         CodeOutcome::Set { slot } => {
             let newly_set = row.status != "set" || row.confirmed_code != row.code;
@@ -728,6 +868,29 @@ fn apply_outcome(
     Ok(())
 }
 
+/// A slot was chosen for the code and the lock is being programmed; answers whether the code
+/// exists.
+fn mark_programming(c: &Connection, id: &str, slot: u32, now: Timestamp) -> Result<bool> {
+    let changed = exec(
+        c,
+        "UPDATE access_codes SET slot = ?, status = 'setting',
+            pending_since = COALESCE(pending_since, ?) WHERE access_code_id = ?",
+        params![i64::from(slot), now.millis(), id],
+    )?;
+    Ok(changed == 1)
+}
+
+/// The code is being removed from its lock; answers whether it exists.
+fn mark_removing(c: &Connection, id: &str, now: Timestamp) -> Result<bool> {
+    let changed = exec(
+        c,
+        "UPDATE access_codes SET status = 'removing',
+            pending_since = COALESCE(pending_since, ?) WHERE access_code_id = ?",
+        params![now.millis(), id],
+    )?;
+    Ok(changed == 1)
+}
+
 /// Settles the pending create/update attempts of a code with the code as it now stands.
 fn settle_attempts(c: &Connection, access_code_id: &str) -> Result<()> {
     let pending = pending_attempts(c, access_code_id)?;
@@ -772,4 +935,129 @@ fn schedule_read_in(c: &Connection, device_id: &str, at: Timestamp, attempts: i6
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{at, ongoing, seeded};
+    use super::*;
+    use crate::access_codes::AccessCodeFilter;
+    use crate::SEED;
+
+    #[tokio::test]
+    async fn a_round_claims_reads_records_and_lets_go() {
+        let (_dir, store, device) = seeded().await;
+        let device_id = device.device_id.clone();
+        let (code, _) = store
+            .create_access_code(ongoing(&device, "1234", at(1)), at(1))
+            .await
+            .expect("created");
+        let code_id = code.access_code_id.clone();
+        let asked = vec![device_id.clone(), "no_such_device".to_owned()];
+
+        // Of two owners, one holds the device; an unknown device is nobody's.
+        let held = store.claim_devices(&asked, "a", at(2), at(100)).await;
+        assert_eq!(held.expect("claim"), vec![device_id.clone()]);
+        let held = store.claim_devices(&asked, "b", at(3), at(300)).await;
+        assert!(held.expect("claim").is_empty());
+
+        let start = store
+            .round_start(&device_id, at(3), 500)
+            .await
+            .expect("start");
+        let job_ids: Vec<i64> = start.jobs.iter().map(|j| j.job_id).collect();
+        assert!(start
+            .jobs
+            .iter()
+            .any(|j| j.access_code_id.as_deref() == Some(code_id.as_str())));
+        assert_eq!(start.device.map(|d| d.device_id), Some(device_id.clone()));
+        assert!(start.confirmed.is_empty());
+
+        // What the lock showed (a PIN typed at its keypad) and the slot chosen for the code,
+        // in one transaction.
+        let keypad = LockObservation {
+            slot: 9,
+            code: "4444".into(),
+            name: None,
+        };
+        let programming =
+            OutcomeRecord::new(code_id.clone(), CodeOutcome::Programming { slot: 1 }, None);
+        store
+            .observe_and_record(&device, &[keypad], vec![programming], at(4))
+            .await
+            .expect("observed and recorded");
+        let (codes, reserved) = store
+            .round_codes(&device_id, std::slice::from_ref(&code_id))
+            .await
+            .expect("codes");
+        assert_eq!(codes.len(), 1);
+        assert_eq!(
+            (codes[0].slot, codes[0].status.as_str()),
+            (Some(1), "setting")
+        );
+        assert!(reserved.contains(&1));
+        let filter = AccessCodeFilter {
+            device_id: Some(&device_id),
+            access_code_ids: None,
+            after: None,
+            limit: 100,
+        };
+        let unmanaged = store
+            .list_unmanaged_access_codes(SEED.seed_workspace_1, filter)
+            .await
+            .expect("unmanaged");
+        assert!(unmanaged
+            .items
+            .iter()
+            .any(|u| u.code.as_deref() == Some("4444")));
+
+        // The round ends with a read-back due at once: the lease is renewed, not let go.
+        let set = OutcomeRecord::new(code_id.clone(), CodeOutcome::Set { slot: 1 }, None);
+        let more = store
+            .finish_round(
+                &device,
+                vec![set],
+                &job_ids,
+                Some((at(5), 0)),
+                "a",
+                at(5),
+                at(200),
+            )
+            .await
+            .expect("finished");
+        assert!(more);
+        let held = store.claim_devices(&asked, "b", at(150), at(300)).await;
+        assert!(held.expect("claim").is_empty(), "renewed until 200");
+
+        // The read-back round: the code is confirmed; nothing is due after it, so the lease
+        // is let go in the same transaction.
+        let start = store
+            .round_start(&device_id, at(6), 500)
+            .await
+            .expect("start");
+        assert_eq!(start.confirmed.len(), 1);
+        assert_eq!(start.confirmed[0].access_code_id, code_id);
+        let job_ids: Vec<i64> = start.jobs.iter().map(|j| j.job_id).collect();
+        let more = store
+            .finish_round(
+                &device,
+                vec![],
+                &job_ids,
+                Some((at(60_000), 0)),
+                "a",
+                at(7),
+                at(200),
+            )
+            .await
+            .expect("finished");
+        assert!(!more);
+        assert!(store
+            .round_start(&device_id, at(8), 500)
+            .await
+            .expect("start")
+            .jobs
+            .is_empty());
+        let held = store.claim_devices(&asked, "b", at(8), at(300)).await;
+        assert_eq!(held.expect("claim"), vec![device_id.clone()]);
+    }
 }

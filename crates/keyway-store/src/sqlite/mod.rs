@@ -15,6 +15,8 @@ mod events;
 mod provider;
 mod sandbox;
 mod stats;
+#[cfg(test)]
+mod testing;
 mod tx;
 mod webhooks;
 

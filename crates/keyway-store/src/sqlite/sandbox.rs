@@ -112,6 +112,21 @@ impl SandboxStore for SqliteStore {
     }
 }
 
+fn upsert_slot(
+    c: &Connection,
+    device_id: &str,
+    slot: u32,
+    code: &str,
+    name: Option<&str>,
+) -> Result<usize> {
+    exec(
+        c,
+        "INSERT INTO sandbox_slots (device_id, slot, code, name) VALUES (?, ?, ?, ?)
+         ON CONFLICT (device_id, slot) DO UPDATE SET code = excluded.code, name = excluded.name",
+        params![device_id, slot, code, name],
+    )
+}
+
 fn load_slots(c: &Connection, device_id: &str) -> Result<Vec<LockCode>> {
     let mut statement = c.prepare_cached(
         "SELECT slot, code, name FROM sandbox_slots WHERE device_id = ? ORDER BY slot",
@@ -209,14 +224,7 @@ impl SandboxMemory for SqliteStore {
         self.db
             .write(move |c| {
                 match &code {
-                    Some((code, name)) => exec(
-                        c,
-                        "INSERT INTO sandbox_slots (device_id, slot, code, name)
-                         VALUES (?, ?, ?, ?)
-                         ON CONFLICT (device_id, slot) DO UPDATE SET code = excluded.code,
-                            name = excluded.name",
-                        params![device_id, slot, code, name],
-                    )?,
+                    Some((code, name)) => upsert_slot(c, &device_id, slot, code, name.as_deref())?,
                     None => exec(
                         c,
                         "DELETE FROM sandbox_slots WHERE device_id = ? AND slot = ?",
@@ -227,6 +235,29 @@ impl SandboxMemory for SqliteStore {
                     c,
                     "UPDATE sandbox_locks SET operations = operations + 1 WHERE device_id = ?",
                     params![device_id],
+                )?;
+                Ok(())
+            })
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// All of a batch's slots in one write (one transaction with whatever else is queued).
+    async fn write_slots(&self, device_id: &str, slots: &[LockCode]) -> Result<(), String> {
+        if slots.is_empty() {
+            return Ok(());
+        }
+        let device_id = device_id.to_owned();
+        let slots = slots.to_vec();
+        self.db
+            .write(move |c| {
+                for slot in &slots {
+                    upsert_slot(c, &device_id, slot.slot, &slot.code, slot.name.as_deref())?;
+                }
+                exec(
+                    c,
+                    "UPDATE sandbox_locks SET operations = operations + ? WHERE device_id = ?",
+                    params![slots.len() as i64, device_id],
                 )?;
                 Ok(())
             })

@@ -424,21 +424,14 @@ fn record_attempts(c: &Connection, owner: &str, attempts: &[AttemptUpdate]) -> R
 
 #[cfg(test)]
 mod tests {
-    use keyway_model::{AccessCodeStatus, AccessCodeType, EventType};
+    use keyway_model::EventType;
 
+    use super::super::testing::{self, at};
     use super::*;
-    use crate::{NewAccessCode, Store, SEED};
-
-    fn at(millis: i64) -> Timestamp {
-        Timestamp::from_millis(1_700_000_000_000 + millis).expect("valid time")
-    }
+    use crate::{Store, SEED};
 
     async fn seeded() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open_dir(dir.path(), &crate::StoreOptions::default())
-            .await
-            .expect("store opens");
-        store.seed(0, at(0)).await.expect("seeded");
+        let (dir, store, _) = testing::seeded().await;
         (dir, store)
     }
 
@@ -449,24 +442,7 @@ mod tests {
             .expect("query")
             .expect("seeded device");
         let (code, _) = store
-            .create_access_code(
-                NewAccessCode {
-                    device: &device,
-                    name: None,
-                    code: pin.into(),
-                    kind: AccessCodeType::Ongoing,
-                    starts_at: None,
-                    ends_at: None,
-                    status: AccessCodeStatus::Setting,
-                    is_external_modification_allowed: false,
-                    is_one_time_use: false,
-                    is_offline_access_code: false,
-                    common_code_key: None,
-                    use_backup_access_code_pool: false,
-                    job_at: now,
-                },
-                now,
-            )
+            .create_access_code(testing::ongoing(&device, pin, now), now)
             .await
             .expect("created");
         code.access_code_id
