@@ -7,6 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use async_trait::async_trait;
 use keyway_core::policy::{LockRules, PinCode};
 
@@ -63,8 +65,9 @@ impl SandboxDriver {
         SandboxDriver { memory }
     }
 
-    /// Loads the lock, waits its operation delay, and fails if it is offline.
-    async fn reach(&self, device_id: &str) -> Result<SandboxLock, DriverError> {
+    /// Loads the lock for an operation begun at `started`, and fails if it is offline or due
+    /// to time out (after the lock's delay, as the operation would have taken).
+    async fn reach(&self, device_id: &str, started: Instant) -> Result<SandboxLock, DriverError> {
         let lock = self
             .memory
             .load(device_id)
@@ -74,10 +77,8 @@ impl SandboxDriver {
         if lock.removed {
             return Err(DriverError::NotFound);
         }
-        if !lock.delay.is_zero() {
-            tokio::time::sleep(lock.delay).await;
-        }
         if !lock.online {
+            pace(started, lock.delay).await;
             return Err(DriverError::Offline);
         }
         if lock.fail_next > 0 {
@@ -85,6 +86,7 @@ impl SandboxDriver {
                 .consume_failure(device_id)
                 .await
                 .map_err(DriverError::Internal)?;
+            pace(started, lock.delay).await;
             return Err(DriverError::Timeout);
         }
         Ok(lock)
@@ -98,9 +100,13 @@ impl SandboxDriver {
         code: &str,
         name: Option<&str>,
     ) -> Result<LockCode, DriverError> {
-        let lock = self.reach(device_id).await?;
-        self.store_code(device_id, &lock, None, true, code, name)
-            .await
+        let started = Instant::now();
+        let lock = self.reach(device_id, started).await?;
+        let stored = self
+            .store_code(device_id, &lock, None, true, code, name)
+            .await;
+        pace(started, lock.delay).await;
+        stored
     }
 
     async fn store_code(
@@ -162,6 +168,14 @@ fn place(
     Ok((stored, true))
 }
 
+/// An operation begun at `started` on a lock that takes `delay` per operation ends no sooner
+/// than that: the store's own work happens within the delay, not on top of it.
+async fn pace(started: Instant, delay: Duration) {
+    if !delay.is_zero() {
+        tokio::time::sleep_until(started + delay).await;
+    }
+}
+
 fn validate(lock: &SandboxLock, code: &str) -> Result<(), Refusal> {
     let mut rules = lock.rules.clone();
     // The keypad and the API may both pick PINs; only shape rules apply at the lock.
@@ -174,7 +188,10 @@ fn validate(lock: &SandboxLock, code: &str) -> Result<(), Refusal> {
 #[async_trait]
 impl LockDriver for SandboxDriver {
     async fn read_codes(&self, device_id: &str) -> Result<Vec<LockCode>, DriverError> {
-        Ok(self.reach(device_id).await?.slots)
+        let started = Instant::now();
+        let lock = self.reach(device_id, started).await?;
+        pace(started, lock.delay).await;
+        Ok(lock.slots)
     }
 
     async fn put_code(
@@ -184,9 +201,13 @@ impl LockDriver for SandboxDriver {
         code: &str,
         name: Option<&str>,
     ) -> Result<LockCode, DriverError> {
-        let lock = self.reach(device_id).await?;
-        self.store_code(device_id, &lock, slot, false, code, name)
-            .await
+        let started = Instant::now();
+        let lock = self.reach(device_id, started).await?;
+        let stored = self
+            .store_code(device_id, &lock, slot, false, code, name)
+            .await;
+        pace(started, lock.delay).await;
+        stored
     }
 
     /// A simulated lock takes any number of codes in one session.
@@ -195,12 +216,14 @@ impl LockDriver for SandboxDriver {
     }
 
     /// One load of the lock and one write of its changed slots for the whole batch; the
-    /// lock's delay and faults still apply to every code, as they would one by one.
+    /// lock's delay (once per code) and faults still apply to every code, as they would one
+    /// by one.
     async fn put_codes(
         &self,
         device_id: &str,
         puts: &[PutCode],
     ) -> Vec<Result<LockCode, DriverError>> {
+        let started = Instant::now();
         let mut lock = match self.memory.load(device_id).await {
             Ok(Some(lock)) if !lock.removed => lock,
             Ok(_) => return puts.iter().map(|_| Err(DriverError::NotFound)).collect(),
@@ -214,9 +237,6 @@ impl LockDriver for SandboxDriver {
         let mut results = Vec::with_capacity(puts.len());
         let mut writes = Vec::new();
         for put in puts {
-            if !lock.delay.is_zero() {
-                tokio::time::sleep(lock.delay).await;
-            }
             if !lock.online {
                 results.push(Err(DriverError::Offline));
                 continue;
@@ -248,26 +268,36 @@ impl LockDriver for SandboxDriver {
                 *result = Err(DriverError::Internal(error.clone()));
             }
         }
+        let count = u32::try_from(puts.len()).unwrap_or(u32::MAX);
+        pace(started, lock.delay.saturating_mul(count)).await;
         results
     }
 
     async fn set_locked(&self, device_id: &str, locked: bool) -> Result<(), DriverError> {
-        self.reach(device_id).await?;
-        self.memory
+        let started = Instant::now();
+        let lock = self.reach(device_id, started).await?;
+        let done = self
+            .memory
             .set_locked(device_id, locked)
             .await
-            .map_err(DriverError::Internal)
+            .map_err(DriverError::Internal);
+        pace(started, lock.delay).await;
+        done
     }
 
     async fn remove_code(&self, device_id: &str, slot: u32) -> Result<(), DriverError> {
-        let lock = self.reach(device_id).await?;
+        let started = Instant::now();
+        let lock = self.reach(device_id, started).await?;
+        let mut done = Ok(());
         if lock.slots.iter().any(|s| s.slot == slot) {
-            self.memory
+            done = self
+                .memory
                 .write_slot(device_id, slot, None)
                 .await
-                .map_err(DriverError::Internal)?;
+                .map_err(DriverError::Internal);
         }
-        Ok(())
+        pace(started, lock.delay).await;
+        done
     }
 }
 
@@ -489,5 +519,31 @@ mod tests {
         lock.memory_mut(|l| l.removed = false);
         lock.memory_mut(|l| l.online = true);
         assert_eq!(lock.read_codes("lock").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_operation_takes_the_locks_delay_once_per_code() {
+        let lock = driver(5);
+        lock.memory_mut(|l| l.delay = Duration::from_millis(200));
+        let started = Instant::now();
+        lock.read_codes("lock").await.unwrap();
+        assert_eq!(started.elapsed(), Duration::from_millis(200));
+        let started = Instant::now();
+        lock.put_code("lock", None, "1111", None).await.unwrap();
+        assert_eq!(started.elapsed(), Duration::from_millis(200));
+        let started = Instant::now();
+        let results = lock
+            .put_codes(
+                "lock",
+                &puts(&[(None, "2222"), (None, "3333"), (None, "1")]),
+            )
+            .await;
+        assert_eq!(started.elapsed(), Duration::from_millis(600));
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 2);
+        // A failure takes as long as the operation would have.
+        lock.memory_mut(|l| l.online = false);
+        let started = Instant::now();
+        assert_eq!(lock.remove_code("lock", 1).await, Err(DriverError::Offline));
+        assert_eq!(started.elapsed(), Duration::from_millis(200));
     }
 }

@@ -14,7 +14,7 @@
 //! Statements are prepared once per connection (`prepare_cached`).
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +31,8 @@ const MAX_GROUP: usize = 512;
 const WRITER_CACHE_KIB: u32 = 32 * 1024;
 /// Least time between two checkpoints.
 const CHECKPOINT_PAUSE: Duration = Duration::from_millis(50);
+/// Log frames (about a page each) after which the log is made to start over.
+const RESTART_FRAMES: i64 = 8192;
 
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 256;
@@ -100,14 +102,19 @@ impl Db {
         // The writer keeps more of the file in memory than a reader (it lives as long as the
         // store; a reader's cache is emptied by every commit anyway), and leaves checkpoints,
         // which copy the log back into the file, to a thread of their own.
+        // A log that grew in a burst is cut back when it starts over.
         writer.execute_batch(&format!(
-            "PRAGMA cache_size = -{WRITER_CACHE_KIB}; PRAGMA wal_autocheckpoint = 0;"
+            "PRAGMA cache_size = -{WRITER_CACHE_KIB}; PRAGMA wal_autocheckpoint = 0;
+             PRAGMA journal_size_limit = {};",
+            RESTART_FRAMES * 4096
         ))?;
         let checkpointer = options.open(false)?;
         let (nudge, nudged) = std::sync::mpsc::sync_channel::<()>(1);
+        let log_frames = Arc::new(AtomicI64::new(0));
+        let frames = log_frames.clone();
         std::thread::Builder::new()
             .name("keyway-sqlite-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpointer, nudged))
+            .spawn(move || checkpoint_loop(checkpointer, nudged, frames))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the checkpointer: {e}")))?;
         let touched = Arc::new(AtomicBool::new(false));
         {
@@ -121,7 +128,7 @@ impl Db {
         let (jobs, queue) = mpsc::channel::<Job>(MAX_GROUP * 4);
         std::thread::Builder::new()
             .name("keyway-sqlite-writer".into())
-            .spawn(move || write_loop(writer, queue, touched, inserted, nudge))
+            .spawn(move || write_loop(writer, queue, touched, inserted, nudge, log_frames))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
         let permits = Semaphore::new(options.readers.max(1));
         Ok(Db {
@@ -225,6 +232,7 @@ fn write_loop(
     touched: Arc<AtomicBool>,
     inserted: Arc<Notify>,
     checkpoint: std::sync::mpsc::SyncSender<()>,
+    log_frames: Arc<AtomicI64>,
 ) {
     while let Some(first) = queue.blocking_recv() {
         let mut group = vec![first];
@@ -261,18 +269,45 @@ fn write_loop(
         for reply in replies {
             reply(committed.clone());
         }
+        restart_log(&conn, &log_frames);
     }
 }
 
 /// Copies committed log frames back into the database file after commits, beside the writer:
-/// passive checkpoints neither wait for nor block readers and the writer. Ends with the writer.
-fn checkpoint_loop(conn: Connection, nudged: std::sync::mpsc::Receiver<()>) {
+/// passive checkpoints neither wait for nor block readers and the writer. Publishes how many
+/// frames the log holds (see `restart_log`). Ends with the writer.
+fn checkpoint_loop(
+    conn: Connection,
+    nudged: std::sync::mpsc::Receiver<()>,
+    log_frames: Arc<AtomicI64>,
+) {
     while nudged.recv().is_ok() {
-        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            warn!(%error, "checkpoint failed");
+        // Answers (busy, frames in the log, frames copied).
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            row.get::<_, i64>(1)
+        }) {
+            Ok(frames) => log_frames.store(frames, Ordering::Relaxed),
+            Err(error) => warn!(%error, "checkpoint failed"),
         }
         // Let frames gather: one checkpoint per pause, however many commits came meanwhile.
         std::thread::sleep(CHECKPOINT_PAUSE);
+    }
+}
+
+/// Under steady load some reader always holds an older snapshot, passive checkpoints never
+/// reach the end of the log, and it would grow without bound. Once it is long, the writer
+/// (between two transactions) waits for the readers of old frames, copies what is left and
+/// has the log start over. Passive checkpoints have done most of the copying by then.
+fn restart_log(conn: &Connection, log_frames: &AtomicI64) {
+    if log_frames.load(Ordering::Relaxed) < RESTART_FRAMES {
+        return;
+    }
+    match conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| {
+        row.get::<_, i64>(0)
+    }) {
+        Ok(0) => log_frames.store(0, Ordering::Relaxed),
+        Ok(_) => warn!("the log could not start over: readers held on"),
+        Err(error) => warn!(%error, "restarting checkpoint failed"),
     }
 }
 
