@@ -598,12 +598,13 @@ async fn scheduler(args: &RunArgs) -> anyhow::Result<Value> {
     let devices = seed_locks(&store, locks, 0).await?;
     let per_lock = (args.scheduler_windows / locks).max(1);
     // Leave time to insert everything and start the server before the windows open: a pilot
-    // insert into a scratch store gives this machine's rate, and the lead is six times what it
-    // predicts: the pilot's small store fills faster than the real one grows (the lag is
-    // measured from `starts_at`, so a long lead costs only waiting).
+    // insert into a scratch store gives this machine's rate, and the lead is twenty times what
+    // it predicts: the pilot's small store fills much faster than the real one grows (six
+    // times was once too short). The lag is measured from `starts_at`, so a long lead costs
+    // only waiting.
     let rate = insert_rate(locks.min(200), per_lock.min(10)).await?;
     let lead = Duration::from_secs(5)
-        + Duration::from_secs_f64(6.0 * args.scheduler_windows as f64 / rate);
+        + Duration::from_secs_f64(20.0 * args.scheduler_windows as f64 / rate);
     eprintln!("scheduler: inserting at about {rate:.0} codes/s; windows open in {lead:?}");
     let opens = chrono::Utc::now() + chrono::Duration::from_std(lead)?;
     let opens = Timestamp(opens.with_timezone(&chrono::Utc));

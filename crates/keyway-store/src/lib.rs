@@ -264,8 +264,11 @@ pub fn hash_api_key(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// A fresh id: a UUID whose leading bits are the time (version 7), so that rows inserted
+/// together sit together in the primary-key index (a random id touches a random page of a big
+/// table's index per insert); 74 random bits keep ids unguessable.
 pub(crate) fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    uuid::Uuid::now_v7().to_string()
 }
 
 pub(crate) fn json<T: serde::Serialize>(value: &T) -> Result<String> {

@@ -541,14 +541,17 @@ impl SqliteStore {
         let ids_json = filter
             .access_code_ids
             .map(|ids| serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()));
-        // With a device, the (device_id, seq) index serves the page directly.
-        let by_device = if filter.device_id.is_some() {
-            "device_id = ?1"
+        // With a device, the (device_id, seq) index serves the page directly. The unary `+`
+        // keeps the planner off the (workspace_id, seq) index, which also yields rows in `seq`
+        // order but would walk every code of the workspace to find the device's (measured:
+        // 262 ms for a page of 100 among 1,000,000 codes).
+        let (by_device, workspace) = if filter.device_id.is_some() {
+            ("device_id = ?1", "+workspace_id")
         } else {
-            "?1 IS NULL"
+            ("?1 IS NULL", "workspace_id")
         };
         let sql = format!(
-            "SELECT {CODE_COLUMNS} FROM access_codes WHERE {by_device} AND workspace_id = ?2
+            "SELECT {CODE_COLUMNS} FROM access_codes WHERE {by_device} AND {workspace} = ?2
              AND is_managed = ?3 AND (is_managed = 1 OR deleted = 0) AND is_backup = 0
              AND (?4 IS NULL OR access_code_id IN (SELECT value FROM json_each(?4)))
              AND seq > ?5 ORDER BY seq LIMIT ?6"
