@@ -7,10 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use async_trait::async_trait;
 use keyway_core::policy::{LockRules, PinCode};
+use tokio::time::Instant;
 
 use crate::{DriverError, LockCode, LockDriver, PutCode, Refusal};
 

@@ -33,6 +33,8 @@ const WRITER_CACHE_KIB: u32 = 32 * 1024;
 const CHECKPOINT_PAUSE: Duration = Duration::from_millis(50);
 /// Log frames (about a page each) after which the log is made to start over.
 const RESTART_FRAMES: i64 = 8192;
+/// Bytes the log file is cut back to when it starts over: about `RESTART_FRAMES` pages.
+const LOG_SIZE_LIMIT: i64 = RESTART_FRAMES * 4096;
 
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 256;
@@ -101,12 +103,11 @@ impl Db {
         let writer = options.open(false)?;
         // The writer keeps more of the file in memory than a reader (it lives as long as the
         // store; a reader's cache is emptied by every commit anyway), and leaves checkpoints,
-        // which copy the log back into the file, to a thread of their own.
-        // A log that grew in a burst is cut back when it starts over.
+        // which copy the log back into the file, to a thread of their own. A log that grew in
+        // a burst is cut back when it starts over.
         writer.execute_batch(&format!(
             "PRAGMA cache_size = -{WRITER_CACHE_KIB}; PRAGMA wal_autocheckpoint = 0;
-             PRAGMA journal_size_limit = {};",
-            RESTART_FRAMES * 4096
+             PRAGMA journal_size_limit = {LOG_SIZE_LIMIT};"
         ))?;
         let checkpointer = options.open(false)?;
         let (nudge, nudged) = std::sync::mpsc::sync_channel::<()>(1);
@@ -302,10 +303,13 @@ fn restart_log(conn: &Connection, log_frames: &AtomicI64) {
     if log_frames.load(Ordering::Relaxed) < RESTART_FRAMES {
         return;
     }
+    // Whatever the outcome, the next try waits for the checkpointer's next count: a reader
+    // that held on must not cost every following transaction a busy wait.
+    log_frames.store(0, Ordering::Relaxed);
     match conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| {
         row.get::<_, i64>(0)
     }) {
-        Ok(0) => log_frames.store(0, Ordering::Relaxed),
+        Ok(0) => {}
         Ok(_) => warn!("the log could not start over: readers held on"),
         Err(error) => warn!(%error, "restarting checkpoint failed"),
     }
