@@ -590,7 +590,8 @@ async fn insert_rate(locks: usize, per_lock: usize) -> anyhow::Result<f64> {
     Ok((locks * per_lock) as f64 / took.as_secs_f64().max(0.001))
 }
 
-/// Windows opening in the same second: lag from `starts_at` to `set`.
+/// Windows opening in the same second: lag from `starts_at` to the lock's confirmation, and
+/// until all show `set`.
 async fn scheduler(args: &RunArgs) -> anyhow::Result<Value> {
     let dir = tempfile::tempdir()?;
     let store = Store::open_dir(dir.path(), &StoreOptions::default()).await?;
@@ -625,6 +626,10 @@ async fn scheduler(args: &RunArgs) -> anyhow::Result<Value> {
     }
     let total = (locks * per_lock) as i64;
     wait_all_set(&store, total, Duration::from_secs(900) + lead).await?;
+    // Within 20 ms (the harness looks that often).
+    let all_set = (chrono::Utc::now() - opens.0).num_milliseconds();
+    // From `starts_at` to the moment the driver answered that the lock holds the code (the
+    // `set_on_device` event's `occurred_at`).
     let mut lags = store.window_open_lags_ms().await?;
     lags.sort_unstable();
     let (p50, p99, max) = (
@@ -632,11 +637,11 @@ async fn scheduler(args: &RunArgs) -> anyhow::Result<Value> {
         percentile(&lags, 0.99),
         lags.last().copied().unwrap_or(0),
     );
-    eprintln!("scheduler: {total} windows on {locks} locks: lag to set p50 {p50} ms, p99 {p99} ms, max {max} ms");
+    eprintln!("scheduler: {total} windows on {locks} locks: lag to the lock's confirmation p50 {p50} ms, p99 {p99} ms, max {max} ms; all shown `set` {all_set} ms after opening");
     drop(keyway);
     store.close().await;
     Ok(
-        json!({ "windows": total, "locks": locks, "lag_to_set_p50_ms": p50, "lag_to_set_p99_ms": p99, "lag_to_set_max_ms": max }),
+        json!({ "windows": total, "locks": locks, "lag_to_confirmed_p50_ms": p50, "lag_to_confirmed_p99_ms": p99, "lag_to_confirmed_max_ms": max, "all_set_after_open_ms": all_set }),
     )
 }
 

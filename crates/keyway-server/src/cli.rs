@@ -165,6 +165,10 @@ pub struct ServeArgs {
     /// died stay untouched before another instance takes over.
     #[arg(long, env = "KEYWAY_LEASE_SECS", default_value_t = 30.0)]
     pub lease_secs: f64,
+    /// Seconds before a code's window opens that its lock is read and its slot recorded, so
+    /// that it is programmed as the window opens (at most a third of the lease).
+    #[arg(long, env = "KEYWAY_ENGINE_LEAD_SECS", default_value_t = 10.0)]
+    pub engine_lead_secs: f64,
     #[command(flatten)]
     pub webhooks: WebhookArgs,
     #[command(flatten)]
@@ -271,6 +275,8 @@ impl ServeArgs {
                 lease: Duration::try_from_secs_f64(self.lease_secs)
                     .unwrap_or(Duration::from_secs(30))
                     .max(Duration::from_millis(500)),
+                lead: Duration::try_from_secs_f64(self.engine_lead_secs)
+                    .unwrap_or(Duration::from_secs(10)),
                 ..EngineConfig::default()
             },
             webhooks: self.webhooks.config(),

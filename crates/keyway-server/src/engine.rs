@@ -22,11 +22,17 @@ use keyway_store::{
     LockObservation, OutcomeRecord as Record, Store, StoreError,
 };
 use rand::Rng;
-use tokio::sync::{broadcast, Notify, Semaphore};
+use tokio::sync::{broadcast, Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::{info, instrument, warn};
 
 /// A lock whose read takes this long is worked code by code (see `work_batch`).
 const SLOW_LOCK: Duration = Duration::from_millis(20);
+
+/// The longest a round is prepared ahead, whatever the lease.
+const MAX_LEAD: Duration = Duration::from_secs(3600);
+
+/// How long before its time a round prepared ahead looks at its codes a last time.
+const LAST_LOOK_MS: i64 = 500;
 
 /// How many due devices one dispatch hands out at most.
 const DISPATCH_PAGE: u32 = 512;
@@ -43,6 +49,11 @@ pub struct EngineConfig {
     pub batch: u32,
     /// How often each lock is read back (jittered by ±10%; backs off while it is unreachable).
     pub poll_interval: Duration,
+    /// How long before a code's window opens its lock is read and the code's slot chosen and
+    /// recorded, so that the driver is called when the window opens rather than when the
+    /// engine gets round to the lock (thousands of windows tend to open in the same second:
+    /// check-in time).
+    pub lead: Duration,
 }
 
 impl Default for EngineConfig {
@@ -53,6 +64,7 @@ impl Default for EngineConfig {
             concurrency: 256,
             batch: 500,
             poll_interval: Duration::from_secs(60),
+            lead: Duration::from_secs(10),
         }
     }
 }
@@ -79,8 +91,10 @@ impl Engine {
         store: Store,
         drivers: Arc<dyn Drivers>,
         clock: Arc<dyn Clock>,
-        config: EngineConfig,
+        mut config: EngineConfig,
     ) -> Arc<Engine> {
+        // A round prepared ahead keeps its lease while it waits: the lease must outlast it.
+        config.lead = config.lead.min(config.lease / 3).min(MAX_LEAD);
         let (synced, _) = broadcast::channel(1024);
         Arc::new(Engine {
             permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
@@ -122,7 +136,7 @@ impl Engine {
                 }
             }
             let now = self.clock.now();
-            let wait = match self.store.next_job_at(now).await {
+            let wait = match self.store.next_job_at(now, self.config.lead).await {
                 Ok(Some(at)) => {
                     Duration::from_millis((at.millis() - now.millis()).clamp(0, 1000) as u64)
                 }
@@ -143,7 +157,8 @@ impl Engine {
     /// which at least one device was taken.
     async fn dispatch(self: &Arc<Self>) -> keyway_store::Result<bool> {
         let now = self.clock.now();
-        let due = self.store.due_devices(now, DISPATCH_PAGE).await?;
+        let due_by = at_offset(now, self.config.lead);
+        let due = self.store.due_devices(now, due_by, DISPATCH_PAGE).await?;
         let full_page = due.len() == DISPATCH_PAGE as usize;
         let devices: Vec<String> = {
             let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
@@ -183,7 +198,11 @@ impl Engine {
             };
             let engine = Arc::clone(self);
             tokio::spawn(async move {
-                let released = match engine.work_device(&device_id, claimed_at).await {
+                let mut permit = Some(permit);
+                let worked = engine
+                    .work_device(&device_id, claimed_at, &mut permit)
+                    .await;
+                let released = match worked {
                     Ok(released) => released,
                     Err(error) => {
                         warn!(%error, device_id, "device worker failed");
@@ -210,11 +229,14 @@ impl Engine {
 
     /// Works the device's due jobs, round after round, while its lease is held (`claimed_at`:
     /// when the dispatcher took it). Answers whether the lease is already let go.
-    #[instrument(skip(self, claimed_at), fields(device_id = %device_id))]
+    /// `permit`: the worker's place among the engine's concurrent ones, given up while a round
+    /// prepared ahead waits for its time.
+    #[instrument(skip(self, claimed_at, permit), fields(device_id = %device_id))]
     async fn work_device(
         &self,
         device_id: &str,
         claimed_at: Instant,
+        permit: &mut Option<OwnedSemaphorePermit>,
     ) -> keyway_store::Result<bool> {
         let mut held_since = claimed_at;
         loop {
@@ -231,24 +253,65 @@ impl Engine {
                     return Ok(true);
                 }
             }
+            let due_by = at_offset(now, self.config.lead);
             let start = self
                 .store
-                .round_start(device_id, now, self.config.batch)
+                .round_start(device_id, now, due_by, self.config.batch)
                 .await?;
             if start.jobs.is_empty() {
                 return Ok(false);
             }
-            let job_ids: Vec<i64> = start.jobs.iter().map(|j| j.job_id).collect();
+            // The round acts when its jobs are due: now, or as a window opens (prepared ahead;
+            // read-backs due before that come along).
+            let act_at = start
+                .jobs
+                .iter()
+                .map(|j| j.run_after)
+                .max()
+                .and_then(Timestamp::from_millis)
+                .filter(|at| at.millis() > now.millis())
+                .unwrap_or(now);
+            let mut job_ids: Vec<i64> = start.jobs.iter().map(|j| j.job_id).collect();
             let Some(device) = start.device else {
                 self.store.delete_jobs(&job_ids).await?;
                 return Ok(false);
             };
             let (records, next_read) = match self.drivers.for_device(&device) {
                 Some(driver) => {
-                    let (records, next_read) = self
-                        .work_batch(&device, driver.as_ref(), &start.jobs, start.confirmed)
-                        .await?;
-                    (records, Some(next_read))
+                    let round = Round {
+                        jobs: &start.jobs,
+                        confirmed: start.confirmed,
+                        act_at,
+                    };
+                    match self
+                        .work_batch(&device, driver.as_ref(), round, permit)
+                        .await?
+                    {
+                        Some(Worked {
+                            records,
+                            next_read,
+                            left,
+                        }) => {
+                            // Jobs of codes left for the next round stay.
+                            job_ids = start
+                                .jobs
+                                .iter()
+                                .filter(|j| {
+                                    j.access_code_id
+                                        .as_ref()
+                                        .is_none_or(|id| !left.contains(id))
+                                })
+                                .map(|j| j.job_id)
+                                .collect();
+                            (records, Some(next_read))
+                        }
+                        // Its time did not come (a clock that stands still): the jobs stay
+                        // for a later round, which finds the slots recorded.
+                        None => {
+                            job_ids.clear();
+                            (Vec::new(), None)
+                        }
+                    }
                 }
                 None => {
                     warn!(provider = %device.provider, "no driver for device");
@@ -278,14 +341,23 @@ impl Engine {
 
     /// Reads the lock once and works every code of the batch; answers what to record at the
     /// end of the round, and when (and after how many failed reads) the lock should be read
-    /// next. `confirmed`: the device's codes its lock confirmed, as the round started.
+    /// next; or nothing if the round was prepared ahead and its time did not come.
+    ///
+    /// A round due later (`act_at`) reads the lock, chooses and records the slots now, then
+    /// waits (without its `permit`) for its time, looks again at its codes, and only then
+    /// calls the driver: what an API call changed meanwhile is left to the next round.
     async fn work_batch(
         &self,
         device: &DeviceRecord,
         driver: &dyn LockDriver,
-        jobs: &[DeviceJob],
-        confirmed: Vec<ConfirmedCode>,
-    ) -> keyway_store::Result<(Vec<Record>, (Timestamp, i64))> {
+        round: Round<'_>,
+        permit: &mut Option<OwnedSemaphorePermit>,
+    ) -> keyway_store::Result<Option<Worked>> {
+        let Round {
+            jobs,
+            confirmed,
+            act_at,
+        } = round;
         // One look at a code per batch, with the attempts of its most-tried job.
         let mut work: Vec<(String, i64)> = Vec::new();
         let mut failed_reads = 0;
@@ -316,8 +388,19 @@ impl Engine {
                 .finish_lock_action(device, attempt, lock, outcome, self.clock.now())
                 .await?;
         }
-        let read_started = Instant::now();
-        let read = driver.read_codes(&device.device_id).await;
+        let mut read_started = Instant::now();
+        let mut read = driver.read_codes(&device.device_id).await;
+        let mut act_at = act_at;
+        if read.is_err() && act_at.millis() > self.clock.now().millis() {
+            // A lock that cannot be read ahead is tried at the time itself, as if nothing
+            // had been prepared: its retries, warnings and errors count from then.
+            if !self.wait_without_permit(act_at, permit).await {
+                return Ok(None);
+            }
+            act_at = self.clock.now();
+            read_started = Instant::now();
+            read = driver.read_codes(&device.device_id).await;
+        }
         // A lock that takes its time per operation gets its codes one at a time, and each
         // outcome is recorded as it lands, beside the next operation: codes show `set` as the
         // lock confirms them, not when the whole batch is done.
@@ -337,7 +420,11 @@ impl Engine {
                     .poll_interval
                     .saturating_mul(1 << failed_reads.clamp(0, 4));
                 let next_read = (at_offset(now, jittered(backoff)), failed_reads + 1);
-                return Ok((records, next_read));
+                return Ok(Some(Worked {
+                    records,
+                    next_read,
+                    left: Vec::new(),
+                }));
             }
         };
         // Codes changed at the lock behind Keyway's back.
@@ -387,14 +474,36 @@ impl Engine {
             .collect();
         let (mut codes, reserved) = self.codes_of(&device.device_id, &work).await?;
         // Removals first, so that a PIN leaving the lock frees its place for the next one.
-        codes.sort_by_key(|(code, _)| code_target(code, now) == Target::OnLock);
-        let (plans, before_ops, mut after_ops) = plan(device, &codes, &lock, reserved, now);
+        codes.sort_by_key(|(code, _)| code_target(code, act_at) == Target::OnLock);
+        let (mut plans, before_ops, mut after_ops) = plan(device, &codes, &lock, reserved, act_at);
         // What the lock holds, and what is about to happen on it, are durable before it
         // happens: a slot chosen for a code is known even if Keyway dies during the driver
         // call.
         self.store
             .observe_and_record(device, &observed, before_ops, now)
             .await?;
+        let mut left = Vec::new();
+        if act_at.millis() > self.clock.now().millis() {
+            // A last look at the codes shortly before the time, off the time's own rush: a
+            // code changed or deleted meanwhile is left, with its jobs, to the next round.
+            let last_look =
+                Timestamp::from_millis(act_at.millis() - LAST_LOOK_MS).unwrap_or(act_at);
+            if !self.wait_without_permit(last_look, permit).await {
+                return Ok(None);
+            }
+            let (fresh, _) = self.codes_of(&device.device_id, &work).await?;
+            plans.retain(|p| {
+                let same = fresh.iter().any(|(code, _)| same_intent(code, &p.code));
+                if !same {
+                    left.push(p.code.access_code_id.clone());
+                }
+                same
+            });
+            after_ops.retain(|r| !left.contains(&r.access_code_id));
+            if !self.wait_without_permit(act_at, permit).await {
+                return Ok(None);
+            }
+        }
         let mut renewed_at = Instant::now();
         let mut changed = false;
         let put_limit = if slow {
@@ -477,7 +586,52 @@ impl Engine {
         } else {
             at_offset(self.clock.now(), jittered(self.config.poll_interval))
         };
-        Ok((after_ops, (next_read, 0)))
+        Ok(Some(Worked {
+            records: after_ops,
+            next_read: (next_read, 0),
+            left,
+        }))
+    }
+
+    /// [`Engine::wait_until`], giving up the worker's `permit` meanwhile (and taking one
+    /// again after): a waiting round must not keep other locks' work waiting.
+    async fn wait_without_permit(
+        &self,
+        at: Timestamp,
+        permit: &mut Option<OwnedSemaphorePermit>,
+    ) -> bool {
+        if at.millis() <= self.clock.now().millis() {
+            return true;
+        }
+        drop(permit.take());
+        if !self.wait_until(at).await {
+            return false;
+        }
+        match self.permits.clone().acquire_owned().await {
+            Ok(back) => {
+                *permit = Some(back);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Waits until the engine's clock says `at`; answers false if it did not within the lead
+    /// and a second of real time (a clock injected by a test that does not move).
+    async fn wait_until(&self, at: Timestamp) -> bool {
+        let give_up = Instant::now() + self.config.lead + Duration::from_secs(1);
+        loop {
+            let left = at.millis() - self.clock.now().millis();
+            if left <= 0 {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= give_up {
+                return false;
+            }
+            let nap = Duration::from_millis(left.unsigned_abs()).min(give_up - now);
+            tokio::time::sleep(nap).await;
+        }
     }
 
     /// The codes of a batch's work (those still there), each with its attempts, in work order;
@@ -751,6 +905,34 @@ fn finish_absence(
             }
         }
     }
+}
+
+/// What a worked round leaves to record.
+struct Worked {
+    records: Vec<Record>,
+    /// When (and after how many failed reads) the lock should be read next.
+    next_read: (Timestamp, i64),
+    /// Codes that changed while the round waited for its time: their jobs stay.
+    left: Vec<String>,
+}
+
+/// What a round works on at its time.
+struct Round<'a> {
+    jobs: &'a [DeviceJob],
+    /// The device's codes its lock confirmed, as the round started.
+    confirmed: Vec<ConfirmedCode>,
+    /// When the round calls the driver: when its jobs are due.
+    act_at: Timestamp,
+}
+
+/// Whether two looks at a code ask the same of the lock.
+fn same_intent(a: &EngineCode, b: &EngineCode) -> bool {
+    a.access_code_id == b.access_code_id
+        && a.code == b.code
+        && a.name == b.name
+        && a.deleted == b.deleted
+        && a.starts_at == b.starts_at
+        && a.ends_at == b.ends_at
 }
 
 fn intent_of(code: &EngineCode) -> Intent {

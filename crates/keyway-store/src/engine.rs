@@ -6,6 +6,8 @@
 //! that both backends share (which warnings a step leaves, which lock slots are unmanaged codes).
 //! No SQL here.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use keyway_model::{
     AccessCodeError, AccessCodeWarning, ActionAttempt, ActionType, EventType, Timestamp,
@@ -23,6 +25,8 @@ pub struct DeviceJob {
     /// `lock` or `unlock` for a door command, with the attempt that reports it.
     pub action: Option<String>,
     pub action_attempt_id: Option<String>,
+    /// When it is due, in milliseconds since the epoch.
+    pub run_after: i64,
 }
 
 /// A managed code as the engine sees it: intent plus what the lock last confirmed.
@@ -176,11 +180,19 @@ pub trait EngineStore: Send + Sync {
     /// otherwise hold its locks until they expire.
     async fn release_all_leases(&self) -> Result<()>;
 
-    /// Devices with due work whose lease is free.
-    async fn due_devices(&self, now: Timestamp, limit: u32) -> Result<Vec<String>>;
+    /// Devices whose lease is free at `now` with work due: a job due at `now`, or jobs that
+    /// open a code's window by `due_by` with none of another kind before them (see
+    /// [`EngineStore::due_jobs`]).
+    async fn due_devices(
+        &self,
+        now: Timestamp,
+        due_by: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<String>>;
 
-    /// When the earliest job of a device that nobody holds is due.
-    async fn next_job_at(&self, now: Timestamp) -> Result<Option<Timestamp>>;
+    /// When the dispatcher should look next: when the earliest job of a device that nobody
+    /// holds is due, or `lead` before a window opening (see [`EngineStore::due_jobs`]).
+    async fn next_job_at(&self, now: Timestamp, lead: Duration) -> Result<Option<Timestamp>>;
 
     /// Takes (or renews) the device's lease for `owner` until `until`: atomically, so that of
     /// several instances claiming one device at once exactly one gets it.
@@ -194,9 +206,17 @@ pub trait EngineStore: Send + Sync {
 
     async fn release_device(&self, device_id: &str, owner: &str) -> Result<()>;
 
-    /// The device's due jobs, oldest first. The caller holds the device's lease.
-    async fn due_jobs(&self, device_id: &str, now: Timestamp, limit: u32)
-        -> Result<Vec<DeviceJob>>;
+    /// The device's jobs due at `now`, oldest first; or, when none is and its first window
+    /// opening by `due_by` comes before any other work but read-backs, the jobs of that
+    /// opening with the read-backs before it: work prepared ahead (see the engine's `lead`).
+    /// Retries and door commands are never done early. The caller holds the device's lease.
+    async fn due_jobs(
+        &self,
+        device_id: &str,
+        now: Timestamp,
+        due_by: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<DeviceJob>>;
 
     async fn delete_jobs(&self, job_ids: &[i64]) -> Result<()>;
 
@@ -270,9 +290,16 @@ pub trait EngineStore: Send + Sync {
     }
 
     /// What a round on a held device starts from: its due jobs (oldest first, at most
-    /// `limit`), and, when there are any, the device and the codes its lock confirmed.
-    async fn round_start(&self, device_id: &str, now: Timestamp, limit: u32) -> Result<RoundStart> {
-        let jobs = self.due_jobs(device_id, now, limit).await?;
+    /// `limit`; as [`EngineStore::due_jobs`] picks them), and, when there are any, the device
+    /// and the codes its lock confirmed.
+    async fn round_start(
+        &self,
+        device_id: &str,
+        now: Timestamp,
+        due_by: Timestamp,
+        limit: u32,
+    ) -> Result<RoundStart> {
+        let jobs = self.due_jobs(device_id, now, due_by, limit).await?;
         if jobs.is_empty() {
             return Ok(RoundStart::default());
         }
@@ -334,7 +361,11 @@ pub trait EngineStore: Send + Sync {
         self.record_outcomes(device, records, now).await?;
         self.finish_jobs(&device.device_id, job_ids, next_read)
             .await?;
-        if self.due_jobs(&device.device_id, now, 1).await?.is_empty() {
+        if self
+            .due_jobs(&device.device_id, now, now, 1)
+            .await?
+            .is_empty()
+        {
             self.release_device(&device.device_id, owner).await?;
             return Ok(false);
         }
@@ -390,9 +421,19 @@ pub(crate) fn external_change_warnings(
 /// The warnings a code keeps once the lock confirmed it: delays are over, the record of an
 /// external modification stays.
 pub(crate) fn warnings_once_set(row: &AccessCodeRow) -> Result<Vec<AccessCodeWarning>> {
-    let mut warnings = row.warnings()?;
+    Ok(kept_once_set(row.warnings()?))
+}
+
+/// [`warnings_once_set`] of a code's stored warnings (a JSON array).
+pub(crate) fn stored_warnings_once_set(stored: &str) -> Result<Vec<AccessCodeWarning>> {
+    let warnings =
+        serde_json::from_str(stored).map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
+    Ok(kept_once_set(warnings))
+}
+
+fn kept_once_set(mut warnings: Vec<AccessCodeWarning>) -> Vec<AccessCodeWarning> {
     warnings.retain(|w| w.warning_code == "code_modified_external_to_seam");
-    Ok(warnings)
+    warnings
 }
 
 /// The code's warnings with a delay warning added, or `None` when it already carries one.

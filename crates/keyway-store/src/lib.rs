@@ -22,6 +22,7 @@ mod access_codes;
 mod accounts;
 mod engine;
 mod events;
+mod jobs_sql;
 pub mod postgres;
 mod provider;
 mod rows;

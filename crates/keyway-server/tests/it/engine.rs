@@ -10,14 +10,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn an_offline_lock_delays_then_fails_the_code_and_recovers_when_back() {
     let app = spawn_app().await;
-    let (status, _) = app
-        .post(
-            "/devices/simulate/disconnect",
-            KEY1,
-            json!({ "device_id": DEVICE1 }),
-        )
-        .await;
-    assert_eq!(status, 200);
+    app.simulate_device(DEVICE1, "disconnect").await;
     let (_, device) = app
         .get("/devices/get", KEY1, &[("device_id", DEVICE1)])
         .await;
@@ -75,12 +68,7 @@ async fn an_offline_lock_delays_then_fails_the_code_and_recovers_when_back() {
     assert!(events.contains(&"access_code.failed_to_set_on_device".to_owned()));
 
     // The lock comes back: the code is set after all, and its error clears.
-    app.post(
-        "/devices/simulate/connect",
-        KEY1,
-        json!({ "device_id": DEVICE1 }),
-    )
-    .await;
+    app.simulate_device(DEVICE1, "connect").await;
     let set = app.wait_for_status(id, "set").await;
     assert_eq!(set["errors"], json!([]));
     assert_eq!(app.lock_pins(DEVICE1).await, vec!["6060"]);
@@ -357,4 +345,122 @@ async fn a_keypad_code_that_disappears_is_no_longer_listed() {
         )
         .await;
     assert_eq!(status, 404);
+}
+
+/// A server whose engine prepares rounds three seconds ahead (its lease allows it).
+async fn spawn_app_preparing_ahead() -> TestApp {
+    spawn_app_with(|config| {
+        config.engine.lease = Duration::from_secs(9);
+        config.engine.lead = Duration::from_secs(3);
+    })
+    .await
+}
+
+/// A code on `DEVICE1` whose window opens in four seconds (inside the lead of
+/// `spawn_app_preparing_ahead`); answers it, its id and when it opens (epoch milliseconds).
+async fn create_window(app: &TestApp, pin: &str) -> (serde_json::Value, String, i64) {
+    let code = app
+        .create_code(json!({
+            "device_id": DEVICE1,
+            "code": pin,
+            "starts_at": in_millis(4_000),
+            "ends_at": in_millis(3_600_000),
+        }))
+        .await;
+    let id = code["access_code_id"].as_str().unwrap().to_owned();
+    let opens = millis_of(&code["starts_at"]);
+    (code, id, opens)
+}
+
+/// Milliseconds since the epoch of an ISO time the API answered.
+fn millis_of(iso: &serde_json::Value) -> i64 {
+    let text = iso.as_str().expect("a time");
+    chrono::DateTime::parse_from_rfc3339(text)
+        .expect("ISO time")
+        .timestamp_millis()
+}
+
+#[tokio::test]
+async fn a_window_is_prepared_ahead_and_reaches_the_lock_as_it_opens() {
+    let app = spawn_app_preparing_ahead().await;
+    let (code, id, opens) = create_window(&app, "8642").await;
+    assert_eq!(code["status"], "unset");
+    // Before the window opens the slot is chosen and the code shows `setting`, but the lock
+    // does not hold it yet.
+    let prepared = app.wait_for_status(&id, "setting").await;
+    assert!(chrono::Utc::now().timestamp_millis() < opens, "{prepared}");
+    assert!(!app.lock_pins(DEVICE1).await.contains(&"8642".to_owned()));
+    // Once it opens, the lock holds it, and the lock confirmed it no earlier than `starts_at`.
+    app.wait_for_status(&id, "set").await;
+    assert!(app.lock_pins(DEVICE1).await.contains(&"8642".to_owned()));
+    let (status, events) = app
+        .post("/events/list", KEY1, json!({ "access_code_id": id }))
+        .await;
+    assert_eq!(status, 200, "{events}");
+    let set = events["events"]
+        .as_array()
+        .and_then(|all| {
+            all.iter()
+                .find(|e| e["event_type"] == "access_code.set_on_device")
+        })
+        .expect("a set event");
+    assert!(millis_of(&set["occurred_at"]) >= opens, "{set}");
+}
+
+#[tokio::test]
+async fn a_code_deleted_while_its_window_is_prepared_never_reaches_the_lock() {
+    let app = spawn_app_preparing_ahead().await;
+    let (_, id, opens) = create_window(&app, "9753").await;
+    app.wait_for_status(&id, "setting").await;
+    let (status, body) = app
+        .post(
+            "/access_codes/delete",
+            KEY1,
+            json!({ "access_code_id": id }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Past the window's opening, until the code is gone, the lock never holds the PIN.
+    for _ in 0..400 {
+        assert!(!app.lock_pins(DEVICE1).await.contains(&"9753".to_owned()));
+        let (status, _) = app.get_code(&id).await;
+        if status == 404 && chrono::Utc::now().timestamp_millis() > opens + 1_000 {
+            // Not even for a moment: the lock never confirmed it.
+            let events = app.event_types(&id).await;
+            assert!(
+                !events.contains(&"access_code.set_on_device".to_owned()),
+                "{events:?}"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the deleted code was not gone a second after its window opened");
+}
+
+#[tokio::test]
+async fn a_window_whose_lock_cannot_be_read_ahead_is_tried_as_it_opens() {
+    let app = spawn_app_preparing_ahead().await;
+    app.simulate_device(DEVICE1, "disconnect").await;
+    let (_, id, opens) = create_window(&app, "1357").await;
+    // Until the window opens, nothing is tried on the code's behalf: no retries, warnings or
+    // errors of its own (the device's `device_offline` shows, as on every code of the lock).
+    while chrono::Utc::now().timestamp_millis() < opens - 300 {
+        let (_, body) = app.get_code(&id).await;
+        let code = &body["access_code"];
+        assert_eq!(code["status"], "unset", "{code}");
+        assert_eq!(code["warnings"], json!([]), "{code}");
+        let own_errors = code["errors"]
+            .as_array()
+            .map(|all| all.iter().filter(|e| e["is_device_error"] != true).count())
+            .unwrap_or_default();
+        assert_eq!(own_errors, 0, "{code}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    while chrono::Utc::now().timestamp_millis() < opens + 100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.simulate_device(DEVICE1, "connect").await;
+    app.wait_for_status(&id, "set").await;
+    assert!(app.lock_pins(DEVICE1).await.contains(&"1357".to_owned()));
 }

@@ -286,6 +286,18 @@ impl TestApp {
         body["access_code"].clone()
     }
 
+    /// Takes a sandbox lock off the network (`"disconnect"`) or back (`"connect"`).
+    pub async fn simulate_device(&self, device_id: &str, what: &str) {
+        let (status, body) = self
+            .post(
+                &format!("/devices/simulate/{what}"),
+                KEY1,
+                serde_json::json!({ "device_id": device_id }),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
     pub async fn get_code(&self, access_code_id: &str) -> (u16, Value) {
         self.post(
             "/access_codes/get",

@@ -5,6 +5,8 @@
 //! ([`EngineStore::claim_device`] is one atomic statement); the jobs it works are marked `taken`
 //! ([`EngineStore::due_jobs`]) so that work queued meanwhile waits as a job of its own.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use keyway_model::{ActionAttempt, ActionType, EventType, Timestamp};
 use sqlx::{Postgres, Transaction};
@@ -20,6 +22,7 @@ use crate::engine::{
     warnings_once_set, with_delay_warning, with_error, CodeOutcome, ConfirmedCode, DeviceJob,
     EngineCode, EngineStore, ExternalChange, KnownSlot, LockObservation, OutcomeRecord,
 };
+use crate::jobs_sql::{opening_at, other_work_at};
 use crate::rows::AccessCodeRow;
 use crate::{json, new_id, Result};
 
@@ -289,26 +292,45 @@ impl EngineStore for PgStore {
         Ok(())
     }
 
-    async fn due_devices(&self, now: Timestamp, limit: u32) -> Result<Vec<String>> {
+    async fn due_devices(
+        &self,
+        now: Timestamp,
+        due_by: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar(
-            "SELECT d.device_id FROM devices d
-             WHERE (d.lease_until IS NULL OR d.lease_until < $1)
-             AND EXISTS (SELECT 1 FROM device_jobs j WHERE j.device_id = d.device_id
-                AND j.run_after <= $1)
-             LIMIT $2",
+            // Due now, or opening a window by `due_by` (see `due_jobs`).
+            concat!(
+                "SELECT j.device_id FROM device_jobs j
+                 JOIN devices d ON d.device_id = j.device_id
+                 LEFT JOIN access_codes a ON a.access_code_id = j.access_code_id
+                 WHERE j.run_after <= $3 AND (d.lease_until IS NULL OR d.lease_until < $1)
+                 GROUP BY j.device_id
+                 HAVING MIN(j.run_after) <= $1 OR MIN(",
+                opening_at!(),
+                ") < COALESCE(MIN(",
+                other_work_at!(),
+                "), $3 + 1) LIMIT $2"
+            ),
         )
         .bind(now.millis())
         .bind(i64::from(limit))
+        .bind(due_by.millis())
         .fetch_all(&self.pool)
         .await?)
     }
 
-    async fn next_job_at(&self, now: Timestamp) -> Result<Option<Timestamp>> {
-        let at: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(j.run_after) FROM device_jobs j JOIN devices d ON d.device_id = j.device_id
-             WHERE d.lease_until IS NULL OR d.lease_until < $1",
-        )
+    async fn next_job_at(&self, now: Timestamp, lead: Duration) -> Result<Option<Timestamp>> {
+        let at: Option<i64> = sqlx::query_scalar(concat!(
+            "SELECT MIN(COALESCE((",
+            opening_at!(),
+            ") - $2, j.run_after))
+                 FROM device_jobs j JOIN devices d ON d.device_id = j.device_id
+                 LEFT JOIN access_codes a ON a.access_code_id = j.access_code_id
+                 WHERE d.lease_until IS NULL OR d.lease_until < $1"
+        ))
         .bind(now.millis())
+        .bind(i64::try_from(lead.as_millis()).unwrap_or(i64::MAX))
         .fetch_one(&self.pool)
         .await?;
         Ok(at.and_then(Timestamp::from_millis))
@@ -354,20 +376,32 @@ impl EngineStore for PgStore {
         &self,
         device_id: &str,
         now: Timestamp,
+        due_by: Timestamp,
         limit: u32,
     ) -> Result<Vec<DeviceJob>> {
-        Ok(sqlx::query_as(
+        Ok(sqlx::query_as(concat!(
             "WITH due AS (
                 UPDATE device_jobs SET taken = TRUE WHERE job_id IN (
-                    SELECT job_id FROM device_jobs WHERE device_id = $1 AND run_after <= $2
+                    SELECT job_id FROM device_jobs WHERE device_id = $1
+                    AND run_after <= (SELECT CASE WHEN opening > $2
+                        AND (other IS NULL OR other > opening) THEN opening ELSE $2 END
+                        FROM (SELECT MIN(",
+            opening_at!(),
+            ") AS opening, MIN(",
+            other_work_at!(),
+            ") AS other
+                        FROM device_jobs j
+                        LEFT JOIN access_codes a ON a.access_code_id = j.access_code_id
+                        WHERE j.device_id = $1 AND j.run_after <= $4) AS ahead)
                     ORDER BY run_after, job_id LIMIT $3)
                 RETURNING job_id, access_code_id, attempts, action, action_attempt_id, run_after)
-             SELECT job_id, access_code_id, attempts, action, action_attempt_id FROM due
-             ORDER BY run_after, job_id",
-        )
+             SELECT job_id, access_code_id, attempts, action, action_attempt_id, run_after
+             FROM due ORDER BY run_after, job_id"
+        ))
         .bind(device_id)
         .bind(now.millis())
         .bind(i64::from(limit))
+        .bind(due_by.millis())
         .fetch_all(&self.pool)
         .await?)
     }

@@ -674,6 +674,14 @@ fn insert_code(
     Ok((code, attempt))
 }
 
+/// Another live code with the PIN on the device whose window overlaps (`?4`, `?5`), other
+/// than `?3`; the index `access_codes_device_code` finds it.
+pub(crate) const CLASH_SQL: &str = "SELECT access_code_id FROM access_codes
+    WHERE device_id = ?1 AND code = ?2 AND deleted = 0 AND access_code_id IS NOT ?3
+      AND (starts_at IS NULL OR ?4 IS NULL OR starts_at < ?4)
+      AND (ends_at IS NULL OR ?5 IS NULL OR ?5 < ends_at)
+    LIMIT 1";
+
 /// A PIN conflicts with another code on the same lock only when their windows overlap
 /// (unmanaged and ongoing codes are always active).
 fn ensure_no_duplicate(
@@ -686,11 +694,7 @@ fn ensure_no_duplicate(
 ) -> Result<()> {
     let clash: Option<String> = scalar(
         c,
-        "SELECT access_code_id FROM access_codes
-         WHERE device_id = ?1 AND code = ?2 AND deleted = 0 AND access_code_id IS NOT ?3
-           AND (starts_at IS NULL OR ?4 IS NULL OR starts_at < ?4)
-           AND (ends_at IS NULL OR ?5 IS NULL OR ?5 < ends_at)
-         LIMIT 1",
+        CLASH_SQL,
         params![
             device_id,
             code,

@@ -2,6 +2,8 @@
 //! transaction with the job that caused it. One process owns the file, so a lease is only ever
 //! contended by that process's own workers.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use keyway_model::{ActionAttempt, ActionType, EventType, Timestamp};
 use rusqlite::{params, Connection};
@@ -16,10 +18,11 @@ use super::tx::{
 use super::SqliteStore;
 use crate::accounts::DeviceRecord;
 use crate::engine::{
-    external_change_warnings, gone_attempt_outcome, gone_events, unmanaged_changes,
-    warnings_once_set, with_delay_warning, with_error, CodeOutcome, ConfirmedCode, DeviceJob,
+    external_change_warnings, gone_attempt_outcome, gone_events, stored_warnings_once_set,
+    unmanaged_changes, with_delay_warning, with_error, CodeOutcome, ConfirmedCode, DeviceJob,
     EngineCode, EngineStore, ExternalChange, KnownSlot, LockObservation, OutcomeRecord, RoundStart,
 };
+use crate::jobs_sql::{opening_at, other_work_at};
 use crate::rows::AccessCodeRow;
 use crate::{json, new_id, Result};
 
@@ -284,32 +287,52 @@ impl EngineStore for SqliteStore {
             .await
     }
 
-    async fn due_devices(&self, now: Timestamp, limit: u32) -> Result<Vec<String>> {
+    async fn due_devices(
+        &self,
+        now: Timestamp,
+        due_by: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<String>> {
         self.db
             .read(move |c| {
+                // Due now, or opening a window by `due_by` (see `due_jobs_in`).
                 column(
                     c,
-                    "SELECT DISTINCT j.device_id FROM device_jobs j
-                     JOIN devices d ON d.device_id = j.device_id
-                     WHERE j.run_after <= ?1 AND (d.lease_until IS NULL OR d.lease_until < ?1)
-                     LIMIT ?2",
-                    params![now.millis(), i64::from(limit)],
+                    concat!(
+                        "SELECT j.device_id FROM device_jobs j
+                         JOIN devices d ON d.device_id = j.device_id
+                         LEFT JOIN access_codes a ON a.access_code_id = j.access_code_id
+                         WHERE j.run_after <= ?3 AND (d.lease_until IS NULL OR d.lease_until < ?1)
+                         GROUP BY j.device_id
+                         HAVING MIN(j.run_after) <= ?1 OR MIN(",
+                        opening_at!(),
+                        ") < COALESCE(MIN(",
+                        other_work_at!(),
+                        "), ?3 + 1) LIMIT ?2"
+                    ),
+                    params![now.millis(), i64::from(limit), due_by.millis()],
                 )
             })
             .await
     }
 
-    async fn next_job_at(&self, now: Timestamp) -> Result<Option<Timestamp>> {
+    async fn next_job_at(&self, now: Timestamp, lead: Duration) -> Result<Option<Timestamp>> {
+        let lead = i64::try_from(lead.as_millis()).unwrap_or(i64::MAX);
         let at: Option<i64> = self
             .db
             .read(move |c| {
                 // MIN always answers one row (NULL when nothing is waiting).
                 Ok(scalar::<Option<i64>>(
                     c,
-                    "SELECT MIN(j.run_after) FROM device_jobs j
-                     JOIN devices d ON d.device_id = j.device_id
-                     WHERE d.lease_until IS NULL OR d.lease_until < ?",
-                    params![now.millis()],
+                    concat!(
+                        "SELECT MIN(COALESCE((",
+                        opening_at!(),
+                        ") - ?2, j.run_after))
+                         FROM device_jobs j JOIN devices d ON d.device_id = j.device_id
+                         LEFT JOIN access_codes a ON a.access_code_id = j.access_code_id
+                         WHERE d.lease_until IS NULL OR d.lease_until < ?1"
+                    ),
+                    params![now.millis(), lead],
                 )?
                 .flatten())
             })
@@ -341,11 +364,12 @@ impl EngineStore for SqliteStore {
         &self,
         device_id: &str,
         now: Timestamp,
+        due_by: Timestamp,
         limit: u32,
     ) -> Result<Vec<DeviceJob>> {
         let device_id = device_id.to_owned();
         self.db
-            .read(move |c| due_jobs_in(c, &device_id, now, limit))
+            .read(move |c| due_jobs_in(c, &device_id, now, due_by, limit))
             .await
     }
 
@@ -469,11 +493,17 @@ impl EngineStore for SqliteStore {
             .await
     }
 
-    async fn round_start(&self, device_id: &str, now: Timestamp, limit: u32) -> Result<RoundStart> {
+    async fn round_start(
+        &self,
+        device_id: &str,
+        now: Timestamp,
+        due_by: Timestamp,
+        limit: u32,
+    ) -> Result<RoundStart> {
         let device_id = device_id.to_owned();
         self.db
             .read(move |c| {
-                let jobs = due_jobs_in(c, &device_id, now, limit)?;
+                let jobs = due_jobs_in(c, &device_id, now, due_by, limit)?;
                 if jobs.is_empty() {
                     return Ok(RoundStart::default());
                 }
@@ -597,14 +627,28 @@ fn due_jobs_in(
     c: &Connection,
     device_id: &str,
     now: Timestamp,
+    due_by: Timestamp,
     limit: u32,
 ) -> Result<Vec<DeviceJob>> {
+    // Due at `now`; or else, when the device's first window opening (by `due_by`) comes
+    // before any other work but read-backs, those openings and the read-backs before them.
     rows(
         c,
-        "SELECT job_id, access_code_id, attempts, action, action_attempt_id
-         FROM device_jobs WHERE device_id = ? AND run_after <= ?
-         ORDER BY run_after, job_id LIMIT ?",
-        params![device_id, now.millis(), i64::from(limit)],
+        concat!(
+            "WITH ahead AS (SELECT MIN(",
+            opening_at!(),
+            ") AS opening, MIN(",
+            other_work_at!(),
+            ") AS other
+            FROM device_jobs j LEFT JOIN access_codes a ON a.access_code_id = j.access_code_id
+            WHERE j.device_id = ?1 AND j.run_after <= ?4)
+         SELECT job_id, access_code_id, attempts, action, action_attempt_id, run_after
+         FROM device_jobs WHERE device_id = ?1 AND run_after <= (SELECT CASE
+            WHEN opening > ?2 AND (other IS NULL OR other > opening) THEN opening ELSE ?2 END
+            FROM ahead)
+         ORDER BY run_after, job_id LIMIT ?3"
+        ),
+        params![device_id, now.millis(), i64::from(limit), due_by.millis()],
     )
 }
 
@@ -618,23 +662,25 @@ fn delete_jobs_in(c: &Connection, ids: &str) -> Result<()> {
     Ok(())
 }
 
+/// A device's confirmed codes. Like every query on a device's slots, it names
+/// `slot IS NOT NULL`, so that the partial index `access_codes_device_slot` serves it.
+const CONFIRMED_SQL: &str = "SELECT access_code_id, slot, confirmed_code,
+        is_external_modification_allowed
+    FROM access_codes WHERE device_id = ? AND is_managed = 1 AND status = 'set'
+    AND deleted = 0 AND slot IS NOT NULL AND confirmed_code IS NOT NULL";
+/// The slots a device's managed codes hold or were given.
+const RESERVED_SQL: &str =
+    "SELECT slot FROM access_codes WHERE device_id = ? AND is_managed = 1 AND slot IS NOT NULL";
+/// Every code Keyway knows in one of a device's slots.
+const KNOWN_SLOTS_SQL: &str = "SELECT access_code_id, is_managed, slot, code, confirmed_code
+    FROM access_codes WHERE device_id = ? AND slot IS NOT NULL";
+
 fn confirmed_in(c: &Connection, device_id: &str) -> Result<Vec<ConfirmedCode>> {
-    rows(
-        c,
-        "SELECT access_code_id, slot, confirmed_code, is_external_modification_allowed
-         FROM access_codes WHERE device_id = ? AND is_managed = 1 AND status = 'set'
-         AND deleted = 0 AND slot IS NOT NULL AND confirmed_code IS NOT NULL",
-        params![device_id],
-    )
+    rows(c, CONFIRMED_SQL, params![device_id])
 }
 
 fn reserved_in(c: &Connection, device_id: &str) -> Result<Vec<u32>> {
-    let slots: Vec<i64> = column(
-        c,
-        "SELECT slot FROM access_codes WHERE device_id = ? AND is_managed = 1
-         AND slot IS NOT NULL",
-        params![device_id],
-    )?;
+    let slots: Vec<i64> = column(c, RESERVED_SQL, params![device_id])?;
     Ok(slots
         .into_iter()
         .filter_map(|s| u32::try_from(s).ok())
@@ -665,6 +711,8 @@ fn record_in(
             // Steps that need nothing of the row: their UPDATE also tells whether it exists.
             Some(CodeOutcome::Programming { slot }) => mark_programming(c, id, slot, now)?,
             Some(CodeOutcome::Removing) => mark_removing(c, id, now)?,
+            // The most frequent step, from the few columns it needs.
+            Some(CodeOutcome::Set { slot }) => mark_set(c, device, id, slot, now)?,
             outcome => match try_fetch_code(c, id)? {
                 Some(row) => {
                     if let Some(outcome) = outcome {
@@ -692,12 +740,7 @@ fn record_in(
 }
 
 fn known_slots(c: &Connection, device_id: &str) -> Result<Vec<KnownSlot>> {
-    rows(
-        c,
-        "SELECT access_code_id, is_managed, slot, code, confirmed_code
-         FROM access_codes WHERE device_id = ? AND slot IS NOT NULL",
-        params![device_id],
-    )
+    rows(c, KNOWN_SLOTS_SQL, params![device_id])
 }
 
 /// The body of `observe_lock`: unmanaged codes brought in line with the lock's slots.
@@ -784,25 +827,7 @@ fn apply_outcome(
             mark_removing(c, id, now)?;
         }
         CodeOutcome::Set { slot } => {
-            let newly_set = row.status != "set" || row.confirmed_code != row.code;
-            let warnings = warnings_once_set(&row)?;
-            exec(
-                c,
-                "UPDATE access_codes SET slot = ?, confirmed_code = code, status = 'set',
-                    errors = '[]', warnings = ?, pending_since = NULL WHERE access_code_id = ?",
-                params![i64::from(slot), json(&warnings)?, id],
-            )?;
-            if newly_set {
-                insert_event(
-                    c,
-                    EventType::AccessCodeSetOnDevice,
-                    device,
-                    Some(id),
-                    row.code.as_deref(),
-                    now,
-                )?;
-            }
-            settle_attempts(c, id)?;
+            mark_set(c, device, id, slot, now)?;
         }
         CodeOutcome::Unset => {
             exec(
@@ -880,6 +905,53 @@ fn mark_programming(c: &Connection, id: &str, slot: u32, now: Timestamp) -> Resu
     Ok(changed == 1)
 }
 
+/// The lock confirmed the code in `slot`; answers whether the code exists. An event only
+/// when it was not already set with this PIN; warnings but an external edit's are settled.
+fn mark_set(
+    c: &Connection,
+    device: &DeviceRecord,
+    id: &str,
+    slot: u32,
+    now: Timestamp,
+) -> Result<bool> {
+    use rusqlite::OptionalExtension;
+    let found: Option<(String, Option<String>, Option<String>, String)> = c
+        .prepare_cached(
+            "SELECT status, code, confirmed_code, warnings FROM access_codes
+             WHERE access_code_id = ?",
+        )?
+        .query_row(params![id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    let Some((status, code, confirmed_code, warnings)) = found else {
+        return Ok(false);
+    };
+    let warnings = if warnings == "[]" {
+        warnings
+    } else {
+        json(&stored_warnings_once_set(&warnings)?)?
+    };
+    exec(
+        c,
+        "UPDATE access_codes SET slot = ?, confirmed_code = code, status = 'set',
+            errors = '[]', warnings = ?, pending_since = NULL WHERE access_code_id = ?",
+        params![i64::from(slot), warnings, id],
+    )?;
+    if status != "set" || confirmed_code != code {
+        insert_event(
+            c,
+            EventType::AccessCodeSetOnDevice,
+            device,
+            Some(id),
+            code.as_deref(),
+            now,
+        )?;
+    }
+    settle_attempts(c, id)?;
+    Ok(true)
+}
+
 /// The code is being removed from its lock; answers whether it exists.
 fn mark_removing(c: &Connection, id: &str, now: Timestamp) -> Result<bool> {
     let changed = exec(
@@ -944,6 +1016,96 @@ mod tests {
     use crate::access_codes::AccessCodeFilter;
     use crate::SEED;
 
+    /// The plan SQLite chooses for `sql` in the migrated database at `path`, a step a line.
+    fn plan_of(path: &std::path::Path, sql: &str) -> String {
+        let conn = Connection::open(path).expect("database opens");
+        let mut statement = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("statement prepares");
+        let nulls = vec![rusqlite::types::Null; statement.parameter_count()];
+        let steps = statement
+            .query_map(rusqlite::params_from_iter(nulls), |row| {
+                row.get::<_, String>(3)
+            })
+            .expect("plan")
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .expect("plan rows");
+        steps.join("\n")
+    }
+
+    #[tokio::test]
+    async fn a_devices_slots_and_pins_are_found_by_index_not_by_walking_its_codes() {
+        let (dir, _store, _device) = seeded().await;
+        let path = dir.path().join("keyway.sqlite");
+        for sql in [CONFIRMED_SQL, RESERVED_SQL, KNOWN_SLOTS_SQL] {
+            let plan = plan_of(&path, sql);
+            assert!(plan.contains("access_codes_device_slot"), "{sql}: {plan}");
+        }
+        let plan = plan_of(&path, super::super::access_codes::CLASH_SQL);
+        assert!(plan.contains("access_codes_device_code"), "{plan}");
+    }
+
+    #[tokio::test]
+    async fn a_window_opening_is_due_ahead_unless_other_work_comes_first() {
+        let (_dir, store, device) = seeded().await;
+        let id = device.device_id.clone();
+        let mut opening = ongoing(&device, "2468", at(5_000));
+        opening.kind = keyway_model::AccessCodeType::TimeBound;
+        opening.starts_at = Some(at(5_000));
+        opening.ends_at = Some(at(9_000));
+        opening.status = keyway_model::AccessCodeStatus::Unset;
+        let (code, _) = store
+            .create_access_code(opening, at(0))
+            .await
+            .expect("created");
+        let devices = |due_by| store.due_devices(at(1_000), due_by, 10);
+        assert!(devices(at(4_000)).await.expect("due").is_empty());
+        // The dispatcher looks again three seconds before the opening (its lead).
+        let next = store
+            .next_job_at(at(1_000), Duration::from_secs(3))
+            .await
+            .expect("next");
+        assert_eq!(next, Some(at(2_000)));
+        assert_eq!(devices(at(6_000)).await.expect("due"), vec![id.clone()]);
+
+        // A read-back before the opening comes along with it; the round acts at the opening.
+        store.schedule_read(&id, at(2_000), 0).await.expect("read");
+        assert_eq!(devices(at(6_000)).await.expect("due"), vec![id.clone()]);
+        let jobs = store
+            .due_jobs(&id, at(1_000), at(6_000), 500)
+            .await
+            .expect("jobs");
+        let seen: Vec<(Option<&str>, i64)> = jobs
+            .iter()
+            .map(|j| (j.access_code_id.as_deref(), j.run_after))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (None, at(2_000).millis()),
+                (Some(code.access_code_id.as_str()), at(5_000).millis())
+            ]
+        );
+
+        // A retry before the opening is never done early, and holds the opening back.
+        store
+            .enqueue_job(&id, Some(&code.access_code_id), at(3_000), at(1_000))
+            .await
+            .expect("retry");
+        assert!(devices(at(6_000)).await.expect("due").is_empty());
+        let jobs = store
+            .due_jobs(&id, at(1_000), at(6_000), 500)
+            .await
+            .expect("jobs");
+        assert!(jobs.is_empty());
+        let jobs = store
+            .due_jobs(&id, at(3_000), at(6_000), 500)
+            .await
+            .expect("jobs");
+        let times: Vec<i64> = jobs.iter().map(|j| j.run_after).collect();
+        assert_eq!(times, vec![at(2_000).millis(), at(3_000).millis()]);
+    }
+
     #[tokio::test]
     async fn a_round_claims_reads_records_and_lets_go() {
         let (_dir, store, device) = seeded().await;
@@ -962,7 +1124,7 @@ mod tests {
         assert!(held.expect("claim").is_empty());
 
         let start = store
-            .round_start(&device_id, at(3), 500)
+            .round_start(&device_id, at(3), at(3), 500)
             .await
             .expect("start");
         let job_ids: Vec<i64> = start.jobs.iter().map(|j| j.job_id).collect();
@@ -1032,7 +1194,7 @@ mod tests {
         // The read-back round: the code is confirmed; nothing is due after it, so the lease
         // is let go in the same transaction.
         let start = store
-            .round_start(&device_id, at(6), 500)
+            .round_start(&device_id, at(6), at(6), 500)
             .await
             .expect("start");
         assert_eq!(start.confirmed.len(), 1);
@@ -1052,7 +1214,7 @@ mod tests {
             .expect("finished");
         assert!(!more);
         assert!(store
-            .round_start(&device_id, at(8), 500)
+            .round_start(&device_id, at(8), at(8), 500)
             .await
             .expect("start")
             .jobs
