@@ -23,6 +23,7 @@ use tower_http::cors::CorsLayer;
 use crate::auth::AuthCache;
 use crate::engine::{Drivers, Engine, EngineConfig};
 use crate::error::ApiError;
+use crate::list_cache::ListCache;
 use crate::webhooks::{WebhookConfig, WebhookSender};
 
 #[derive(Debug, Clone)]
@@ -62,6 +63,8 @@ pub struct AppState {
     pub seeded: bool,
     pub backup_pool_size: u32,
     pub auth_cache: Arc<AuthCache>,
+    /// Pages of devices' codes, as sent (see `list_cache`).
+    pub list_cache: Arc<ListCache>,
 }
 
 struct ProviderDrivers {
@@ -181,6 +184,7 @@ pub async fn start_with_clock(
         seeded: config.seed,
         backup_pool_size: config.backup_pool_size,
         auth_cache: Arc::new(AuthCache::default()),
+        list_cache: Arc::new(ListCache::default()),
     };
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;

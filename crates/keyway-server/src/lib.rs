@@ -7,6 +7,7 @@ pub mod cli;
 pub mod commands;
 pub mod engine;
 pub mod error;
+pub mod list_cache;
 pub mod params;
 pub mod routes;
 pub mod webhooks;

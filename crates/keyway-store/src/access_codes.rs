@@ -69,6 +69,9 @@ pub struct AccessCodeFilter<'a> {
     pub access_code_ids: Option<&'a [String]>,
     pub after: Option<i64>,
     pub limit: u32,
+    /// The device as the caller read it: its faults become its codes' device errors, without
+    /// reading it again.
+    pub known_device: Option<&'a DeviceRecord>,
 }
 
 /// Access codes (managed and unmanaged), backup pools and action attempts, as the API sees them.
@@ -151,6 +154,14 @@ pub trait AccessCodeStore: Send + Sync {
         filter: AccessCodeFilter<'_>,
     ) -> Result<Page<UnmanagedAccessCode>>;
 
+    /// A number that moves whenever one of the device's access codes (managed, unmanaged or
+    /// backup) may have changed, before the change is acknowledged to whoever made it. `None`
+    /// when this store cannot tell (other processes write to it too): then no list of the
+    /// device's codes may be kept for later.
+    fn device_codes_version(&self, _device_id: &str) -> Option<u64> {
+        None
+    }
+
     /// Turns on the device's backup pool (a one-way step) with `size` codes.
     async fn enable_backup_pool(&self, device: &DeviceRecord, size: u32) -> Result<()>;
 
@@ -204,6 +215,7 @@ pub trait AccessCodeStore: Send + Sync {
 /// Device and account errors belong on the codes of that device too.
 pub(crate) async fn add_device_errors<C, S>(
     store: &S,
+    known: Option<&DeviceRecord>,
     codes: &mut [C],
     parts: impl Fn(&mut C) -> (&String, &mut Vec<AccessCodeError>) + Send,
 ) -> Result<()>
@@ -215,9 +227,13 @@ where
     for code in codes.iter_mut() {
         let (device_id, errors) = parts(code);
         if !faults.iter().any(|(d, _)| d == device_id) {
-            let found = match store.engine_device(device_id).await? {
+            let known = known.filter(|device| &device.device_id == device_id);
+            let found = match known {
                 Some(device) => device.fault_codes(),
-                None => vec![],
+                None => match store.engine_device(device_id).await? {
+                    Some(device) => device.fault_codes(),
+                    None => vec![],
+                },
             };
             faults.push((device_id.clone(), found));
         }

@@ -4,9 +4,11 @@
 //! store (code + job + event + action attempt in one transaction) and wake the engine. They
 //! never touch a lock themselves, except the simulate route, which plays the keypad.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -27,6 +29,7 @@ use super::{delete, read, update, PageRequest, RequestUrl};
 use crate::app::AppState;
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::list_cache::{ListEntry, ListKey};
 use crate::params::{lenient, Params};
 
 /// How long `sync: true` and the keypad simulation wait for the lock.
@@ -249,12 +252,69 @@ async fn create(
     })))
 }
 
-/// A page of codes, serialized straight from the model types.
-#[derive(serde::Serialize)]
-struct CodePage<'a, T> {
-    access_codes: &'a [T],
-    pagination: keyway_model::Pagination,
-    ok: bool,
+/// A page of a device's codes as kept (see `list_cache`), or where to keep the page about to be
+/// read.
+enum KeptPage {
+    Found(Arc<ListEntry>),
+    Missing(Option<(ListKey, u64)>),
+}
+
+/// Looks for the page a list asks for. Only a device's codes, unfiltered by ids, are kept.
+fn kept_page(
+    state: &AppState,
+    workspace_id: &str,
+    device: Option<&DeviceRecord>,
+    by_ids: bool,
+    managed: bool,
+    page: &PageRequest,
+) -> KeptPage {
+    let Some(device) = device.filter(|_| !by_ids) else {
+        return KeptPage::Missing(None);
+    };
+    // Read before the codes are: a page is never kept as newer than it is.
+    let Some(version) = state.store.device_codes_version(&device.device_id) else {
+        return KeptPage::Missing(None);
+    };
+    let key = ListKey::new(workspace_id, device, managed, page.after, page.limit);
+    match state.list_cache.get(&key, version) {
+        Some(entry) => KeptPage::Found(entry),
+        None => KeptPage::Missing(Some((key, version))),
+    }
+}
+
+/// Answers a page that was just read, and keeps it if it may be.
+fn send_page<T: serde::Serialize>(
+    state: &AppState,
+    keep: Option<(ListKey, u64)>,
+    codes: keyway_store::Page<T>,
+    url: &RequestUrl,
+) -> Result<Response, ApiError> {
+    let codes_json =
+        serde_json::to_vec(&codes.items).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let response = page_response(&codes_json, url, codes.next_cursor)?;
+    if let Some((key, version)) = keep {
+        state
+            .list_cache
+            .put(key, version, codes_json, codes.next_cursor);
+    }
+    Ok(response)
+}
+
+/// `{"access_codes": [...], "pagination": {...}, "ok": true}` around codes already in JSON.
+fn page_response(
+    codes_json: &[u8],
+    url: &RequestUrl,
+    next: Option<i64>,
+) -> Result<Response, ApiError> {
+    let pagination =
+        serde_json::to_vec(&url.pagination(next)).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut body = Vec::with_capacity(codes_json.len() + pagination.len() + 48);
+    body.extend_from_slice(br#"{"access_codes":"#);
+    body.extend_from_slice(codes_json);
+    body.extend_from_slice(br#","pagination":"#);
+    body.extend_from_slice(&pagination);
+    body.extend_from_slice(br#","ok":true}"#);
+    Ok(([(CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// One code.
@@ -371,10 +431,23 @@ async fn list(
             "Either 'device_id' or 'access_code_ids' is required",
         ));
     }
-    if let Some(device_id) = &params.device_id {
-        device_of(&state, &workspace.workspace_id, device_id).await?;
-    }
+    let device = match &params.device_id {
+        Some(device_id) => Some(device_of(&state, &workspace.workspace_id, device_id).await?),
+        None => None,
+    };
     let page = PageRequest::new(params.page_cursor.as_deref(), params.limit, 55_000)?;
+    let by_ids = params.access_code_ids.is_some();
+    let keep = match kept_page(
+        &state,
+        &workspace.workspace_id,
+        device.as_ref(),
+        by_ids,
+        true,
+        &page,
+    ) {
+        KeptPage::Found(entry) => return page_response(&entry.codes_json, &url, entry.next),
+        KeptPage::Missing(keep) => keep,
+    };
     let codes = state
         .store
         .list_access_codes(
@@ -384,15 +457,11 @@ async fn list(
                 access_code_ids: params.access_code_ids.as_deref(),
                 after: page.after,
                 limit: page.limit,
+                known_device: device.as_ref(),
             },
         )
         .await?;
-    Ok(Json(CodePage {
-        access_codes: &codes.items,
-        pagination: url.pagination(codes.next_cursor),
-        ok: true,
-    })
-    .into_response())
+    send_page(&state, keep, codes, &url)
 }
 
 #[derive(Deserialize)]
@@ -700,6 +769,17 @@ async fn list_unmanaged(
 ) -> Result<Response, ApiError> {
     let device = device_of(&state, &workspace.workspace_id, &params.device_id).await?;
     let page = PageRequest::new(params.page_cursor.as_deref(), params.limit, 300_000)?;
+    let keep = match kept_page(
+        &state,
+        &workspace.workspace_id,
+        Some(&device),
+        false,
+        false,
+        &page,
+    ) {
+        KeptPage::Found(entry) => return page_response(&entry.codes_json, &url, entry.next),
+        KeptPage::Missing(keep) => keep,
+    };
     let codes = state
         .store
         .list_unmanaged_access_codes(
@@ -709,15 +789,11 @@ async fn list_unmanaged(
                 access_code_ids: None,
                 after: page.after,
                 limit: page.limit,
+                known_device: Some(&device),
             },
         )
         .await?;
-    Ok(Json(CodePage {
-        access_codes: &codes.items,
-        pagination: url.pagination(codes.next_cursor),
-        ok: true,
-    })
-    .into_response())
+    send_page(&state, keep, codes, &url)
 }
 
 async fn get_unmanaged(

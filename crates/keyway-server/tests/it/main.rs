@@ -11,6 +11,7 @@ mod engine;
 mod faults;
 mod helpers;
 mod instances;
+mod kept_lists;
 mod locks;
 mod model;
 mod multiple;

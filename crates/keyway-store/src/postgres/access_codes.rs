@@ -247,7 +247,7 @@ impl AccessCodeStore for PgStore {
             return Ok(None);
         };
         let mut codes = vec![code.into_managed()?];
-        add_device_errors(self, &mut codes, |c| (&c.device_id, &mut c.errors)).await?;
+        add_device_errors(self, None, &mut codes, |c| (&c.device_id, &mut c.errors)).await?;
         Ok(codes.pop())
     }
 
@@ -260,7 +260,7 @@ impl AccessCodeStore for PgStore {
             return Ok(None);
         };
         let mut codes = vec![code.into_unmanaged()?];
-        add_device_errors(self, &mut codes, |c| (&c.device_id, &mut c.errors)).await?;
+        add_device_errors(self, None, &mut codes, |c| (&c.device_id, &mut c.errors)).await?;
         Ok(codes.pop())
     }
 
@@ -271,7 +271,10 @@ impl AccessCodeStore for PgStore {
     ) -> Result<Page<AccessCode>> {
         let rows = self.list_codes(workspace_id, true, &filter).await?;
         let mut page = paginate(rows, filter.limit, |r| r.seq, AccessCodeRow::into_managed)?;
-        add_device_errors(self, &mut page.items, |c| (&c.device_id, &mut c.errors)).await?;
+        add_device_errors(self, filter.known_device, &mut page.items, |c| {
+            (&c.device_id, &mut c.errors)
+        })
+        .await?;
         Ok(page)
     }
 
@@ -282,7 +285,10 @@ impl AccessCodeStore for PgStore {
     ) -> Result<Page<UnmanagedAccessCode>> {
         let rows = self.list_codes(workspace_id, false, &filter).await?;
         let mut page = paginate(rows, filter.limit, |r| r.seq, AccessCodeRow::into_unmanaged)?;
-        add_device_errors(self, &mut page.items, |c| (&c.device_id, &mut c.errors)).await?;
+        add_device_errors(self, filter.known_device, &mut page.items, |c| {
+            (&c.device_id, &mut c.errors)
+        })
+        .await?;
         Ok(page)
     }
 

@@ -226,7 +226,7 @@ impl AccessCodeStore for SqliteStore {
             return Ok(None);
         };
         let mut codes = vec![code.into_managed()?];
-        add_device_errors(self, &mut codes, |c| (&c.device_id, &mut c.errors)).await?;
+        add_device_errors(self, None, &mut codes, |c| (&c.device_id, &mut c.errors)).await?;
         Ok(codes.pop())
     }
 
@@ -239,7 +239,7 @@ impl AccessCodeStore for SqliteStore {
             return Ok(None);
         };
         let mut codes = vec![code.into_unmanaged()?];
-        add_device_errors(self, &mut codes, |c| (&c.device_id, &mut c.errors)).await?;
+        add_device_errors(self, None, &mut codes, |c| (&c.device_id, &mut c.errors)).await?;
         Ok(codes.pop())
     }
 
@@ -250,7 +250,10 @@ impl AccessCodeStore for SqliteStore {
     ) -> Result<Page<AccessCode>> {
         let rows = self.list_codes(workspace_id, true, &filter).await?;
         let mut page = paginate(rows, filter.limit, |r| r.seq, AccessCodeRow::into_managed)?;
-        add_device_errors(self, &mut page.items, |c| (&c.device_id, &mut c.errors)).await?;
+        add_device_errors(self, filter.known_device, &mut page.items, |c| {
+            (&c.device_id, &mut c.errors)
+        })
+        .await?;
         Ok(page)
     }
 
@@ -261,8 +264,15 @@ impl AccessCodeStore for SqliteStore {
     ) -> Result<Page<UnmanagedAccessCode>> {
         let rows = self.list_codes(workspace_id, false, &filter).await?;
         let mut page = paginate(rows, filter.limit, |r| r.seq, AccessCodeRow::into_unmanaged)?;
-        add_device_errors(self, &mut page.items, |c| (&c.device_id, &mut c.errors)).await?;
+        add_device_errors(self, filter.known_device, &mut page.items, |c| {
+            (&c.device_id, &mut c.errors)
+        })
+        .await?;
         Ok(page)
+    }
+
+    fn device_codes_version(&self, device_id: &str) -> Option<u64> {
+        Some(self.db.code_version(device_id))
     }
 
     async fn enable_backup_pool(&self, device: &DeviceRecord, size: u32) -> Result<()> {
@@ -751,6 +761,7 @@ mod tests {
             access_code_ids: None,
             after: None,
             limit,
+            known_device: None,
         }
     }
 
@@ -927,6 +938,36 @@ mod tests {
             .convert_unmanaged(ws, &first.access_code_id, false, at(5))
             .await
             .expect("query"));
+    }
+
+    #[tokio::test]
+    async fn a_devices_code_version_moves_with_its_codes_and_no_others() {
+        let (_dir, store, device) = seeded().await;
+        let other = store
+            .get_device(SEED.seed_workspace_1, Some(SEED.august_device_2), None)
+            .await
+            .expect("query")
+            .expect("seeded device");
+        let version = |id: &str| store.device_codes_version(id).expect("SQLite tells");
+        let (before, other_before) = (version(&device.device_id), version(&other.device_id));
+        let created = store
+            .create_access_code(new_code(&device, "1234", None), at(1))
+            .await
+            .expect("created")
+            .0;
+        let after_create = version(&device.device_id);
+        assert_ne!(after_create, before);
+        assert_eq!(version(&other.device_id), other_before);
+        store
+            .delete_access_code(&device, &created.access_code_id, at(2))
+            .await
+            .expect("deleted");
+        assert_ne!(version(&device.device_id), after_create);
+        // A write that changes no code leaves it.
+        let unchanged = version(&device.device_id);
+        store.enable_backup_pool(&device, 2).await.expect("enabled");
+        assert_eq!(version(&device.device_id), unchanged);
+        assert_eq!(version(&other.device_id), other_before);
     }
 
     #[tokio::test]

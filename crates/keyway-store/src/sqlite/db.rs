@@ -13,11 +13,13 @@
 //!
 //! Statements are prepared once per connection (`prepare_cached`).
 
+use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use rusqlite::functions::FunctionFlags;
 use rusqlite::hooks::Action;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
@@ -84,6 +86,80 @@ impl ConnectOptions {
 pub(crate) struct Db {
     jobs: mpsc::Sender<Job>,
     readers: Arc<Readers>,
+    code_versions: Arc<CodeVersions>,
+}
+
+/// Which devices' access codes changed: what lets the API keep a device's code list.
+///
+/// Triggers on the writer's connection name the device of every `access_codes` row a
+/// transaction inserts, updates or deletes. Once the transaction is over (committed or not),
+/// and before any of its callers hears back, the writer gives each device it named a new
+/// version. A version read before a read transaction began therefore never claims data older
+/// than that read saw. Versions live in memory: the file belongs to this process alone, and a
+/// restart starts every cache empty.
+#[derive(Default)]
+pub(crate) struct CodeVersions {
+    /// Devices the open transaction touched (savepoints rolled back included: a version that
+    /// moves for nothing costs a cache miss, never a stale answer).
+    touched: Mutex<HashSet<String>>,
+    /// Per device, the last publication that named it.
+    published: RwLock<HashMap<String, u64>>,
+    publications: AtomicU64,
+}
+
+impl CodeVersions {
+    /// The device's version: changes after every transaction that changed one of its codes.
+    pub(crate) fn of(&self, device_id: &str) -> u64 {
+        self.published
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(device_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn touch(&self, device_id: &str) {
+        let mut touched = self.touched.lock().unwrap_or_else(|e| e.into_inner());
+        if !touched.contains(device_id) {
+            touched.insert(device_id.to_owned());
+        }
+    }
+
+    fn publish(&self) {
+        let touched = std::mem::take(&mut *self.touched.lock().unwrap_or_else(|e| e.into_inner()));
+        if touched.is_empty() {
+            return;
+        }
+        let version = self.publications.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut published = self.published.write().unwrap_or_else(|e| e.into_inner());
+        for device_id in touched {
+            published.insert(device_id, version);
+        }
+    }
+}
+
+/// Has the writer's connection report the device of every access code row it changes.
+fn watch_code_changes(conn: &Connection, versions: Arc<CodeVersions>) -> rusqlite::Result<()> {
+    conn.create_scalar_function(
+        "keyway_codes_changed",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY,
+        move |ctx| {
+            if let Some(device_id) = ctx.get_raw(0).as_str_or_null()? {
+                versions.touch(device_id);
+            }
+            Ok(true)
+        },
+    )?;
+    // Temporary: they belong to this connection, not to the file's schema.
+    conn.execute_batch(
+        "CREATE TEMP TRIGGER keyway_code_inserted AFTER INSERT ON main.access_codes
+         BEGIN SELECT keyway_codes_changed(NEW.device_id); END;
+         CREATE TEMP TRIGGER keyway_code_updated AFTER UPDATE ON main.access_codes
+         BEGIN SELECT keyway_codes_changed(OLD.device_id), keyway_codes_changed(NEW.device_id); END;
+         CREATE TEMP TRIGGER keyway_code_deleted AFTER DELETE ON main.access_codes
+         BEGIN SELECT keyway_codes_changed(OLD.device_id); END;",
+    )
 }
 
 struct Readers {
@@ -126,10 +202,17 @@ impl Db {
                 }
             }));
         }
+        let code_versions = Arc::new(CodeVersions::default());
+        watch_code_changes(&writer, code_versions.clone())?;
         let (jobs, queue) = mpsc::channel::<Job>(MAX_GROUP * 4);
+        let versions = code_versions.clone();
         std::thread::Builder::new()
             .name("keyway-sqlite-writer".into())
-            .spawn(move || write_loop(writer, queue, touched, inserted, nudge, log_frames))
+            .spawn(move || {
+                write_loop(
+                    writer, queue, touched, inserted, nudge, log_frames, &versions,
+                )
+            })
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
         let permits = Semaphore::new(options.readers.max(1));
         Ok(Db {
@@ -139,7 +222,13 @@ impl Db {
                 permits,
                 options,
             }),
+            code_versions,
         })
+    }
+
+    /// The version of a device's access codes (see [`CodeVersions`]).
+    pub(crate) fn code_version(&self, device_id: &str) -> u64 {
+        self.code_versions.of(device_id)
     }
 
     /// Runs `f` in the writer's current transaction; answers once that transaction committed.
@@ -234,6 +323,7 @@ fn write_loop(
     inserted: Arc<Notify>,
     checkpoint: std::sync::mpsc::SyncSender<()>,
     log_frames: Arc<AtomicI64>,
+    code_versions: &CodeVersions,
 ) {
     while let Some(first) = queue.blocking_recv() {
         let mut group = vec![first];
@@ -267,6 +357,7 @@ fn write_loop(
             // Already nudged if full: one checkpoint covers every commit before it.
             let _ = checkpoint.try_send(());
         }
+        code_versions.publish();
         for reply in replies {
             reply(committed.clone());
         }

@@ -1163,6 +1163,7 @@ mod tests {
             access_code_ids: None,
             after: None,
             limit: 100,
+            known_device: None,
         };
         let unmanaged = store
             .list_unmanaged_access_codes(SEED.seed_workspace_1, filter)
