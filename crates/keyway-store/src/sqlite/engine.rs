@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use keyway_model::{ActionAttempt, ActionType, EventType, Timestamp};
+use keyway_model::{AccessCode, ActionAttempt, ActionType, EventType, Timestamp};
 use rusqlite::{params, Connection};
 
 use super::access_codes::CODE_COLUMNS;
@@ -13,7 +13,7 @@ use super::accounts::DEVICE_SELECT;
 use super::db::{column, exec, row, rows, scalar};
 use super::tx::{
     fetch_attempt, fetch_code, insert_attempt, insert_event, insert_event_with, insert_job,
-    resolve_attempt,
+    resolve_attempt, resolve_attempt_as, try_fetch_code,
 };
 use super::SqliteStore;
 use crate::accounts::DeviceRecord;
@@ -24,7 +24,7 @@ use crate::engine::{
 };
 use crate::jobs_sql::{opening_at, other_work_at};
 use crate::rows::AccessCodeRow;
-use crate::{json, new_id, Result};
+use crate::{json, new_id, Result, StoreError};
 
 #[async_trait]
 impl EngineStore for SqliteStore {
@@ -797,11 +797,6 @@ fn observe_in(
     Ok(())
 }
 
-fn try_fetch_code(c: &Connection, access_code_id: &str) -> Result<Option<AccessCodeRow>> {
-    let sql = format!("SELECT {CODE_COLUMNS} FROM access_codes WHERE access_code_id = ?");
-    row(c, &sql, params![access_code_id])
-}
-
 fn pending_attempts(c: &Connection, access_code_id: &str) -> Result<Vec<(String, String)>> {
     rows(
         c,
@@ -969,11 +964,19 @@ fn settle_attempts(c: &Connection, access_code_id: &str) -> Result<()> {
     if pending.is_empty() {
         return Ok(());
     }
-    let code = fetch_code(c, access_code_id)?.into_managed()?;
-    let result = serde_json::json!({ "access_code": code });
+    /// What a create or update attempt answers: the code as it was set.
+    #[derive(serde::Serialize)]
+    struct Settled<'a> {
+        access_code: &'a AccessCode,
+    }
+    let access_code = fetch_code(c, access_code_id)?.into_managed()?;
+    let result = serde_json::to_string(&Settled {
+        access_code: &access_code,
+    })
+    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     for (attempt_id, action_type) in pending {
         if action_type != ActionType::DeleteAccessCode.as_str() {
-            resolve_attempt(c, &attempt_id, Ok(result.clone()))?;
+            resolve_attempt_as(c, &attempt_id, Ok(result.clone()))?;
         }
     }
     Ok(())

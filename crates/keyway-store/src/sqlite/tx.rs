@@ -1,6 +1,8 @@
 //! Statements that several SQLite writes share, run inside the caller's transaction (the
 //! closure given to [`super::db::Db::write`]).
 
+use std::sync::LazyLock;
+
 use keyway_model::{ActionAttempt, ActionType, EventType, Timestamp};
 use rusqlite::{params, Connection};
 
@@ -18,8 +20,18 @@ pub(crate) fn one<T>(found: Option<T>) -> Result<T> {
 }
 
 pub(crate) fn fetch_code(c: &Connection, access_code_id: &str) -> Result<AccessCodeRow> {
-    let sql = format!("SELECT {CODE_COLUMNS} FROM access_codes WHERE access_code_id = ?");
-    one(row(c, &sql, params![access_code_id])?)
+    one(try_fetch_code(c, access_code_id)?)
+}
+
+pub(crate) fn try_fetch_code(
+    c: &Connection,
+    access_code_id: &str,
+) -> Result<Option<AccessCodeRow>> {
+    // Built once: the statement cache finds statements by their text.
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!("SELECT {CODE_COLUMNS} FROM access_codes WHERE access_code_id = ?")
+    });
+    row(c, &SQL, params![access_code_id])
 }
 
 pub(crate) fn device(c: &Connection, device_id: &str) -> Result<DeviceRecord> {
@@ -175,8 +187,21 @@ pub(crate) fn resolve_attempt(
     action_attempt_id: &str,
     outcome: std::result::Result<serde_json::Value, (&str, &str)>,
 ) -> Result<()> {
+    resolve_attempt_as(
+        c,
+        action_attempt_id,
+        outcome.map(|result| result.to_string()),
+    )
+}
+
+/// [`resolve_attempt`] with a result already in JSON.
+pub(crate) fn resolve_attempt_as(
+    c: &Connection,
+    action_attempt_id: &str,
+    outcome: std::result::Result<String, (&str, &str)>,
+) -> Result<()> {
     let (status, result, error) = match outcome {
-        Ok(result) => ("success", Some(result.to_string()), None),
+        Ok(result) => ("success", Some(result), None),
         Err((kind, message)) => (
             "error",
             None,
