@@ -15,6 +15,16 @@ impl StatsStore for PgStore {
         .await?)
     }
 
+    async fn set_events_since(&self, after: i64) -> Result<(i64, i64)> {
+        Ok(sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(MAX(id), $1) FROM events
+             WHERE id > $1 AND event_type = 'access_code.set_on_device'",
+        )
+        .bind(after)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     async fn window_open_lags_ms(&self) -> Result<Vec<i64>> {
         Ok(sqlx::query_scalar(
             "SELECT e.occurred_at - a.starts_at FROM events e

@@ -1194,6 +1194,17 @@ mod tests {
         assert!(more);
         let held = store.claim_devices(&asked, "b", at(150), at(300)).await;
         assert!(held.expect("claim").is_empty(), "renewed until 200");
+        // Its `set_on_device` event is counted once, from wherever the count starts before it.
+        let (events, last) = store.set_events_since(0).await.expect("counted");
+        assert_eq!(events, 1);
+        assert_eq!(
+            store.set_events_since(last).await.expect("counted"),
+            (0, last)
+        );
+        assert_eq!(
+            store.set_events_since(last - 1).await.expect("counted"),
+            (1, last)
+        );
 
         // The read-back round: the code is confirmed; nothing is due after it, so the lease
         // is let go in the same transaction.

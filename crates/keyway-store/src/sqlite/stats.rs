@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use rusqlite::params;
 
-use super::db::{column, scalar};
+use super::db::{column, row, scalar};
 use super::SqliteStore;
 use crate::stats::StatsStore;
 use crate::Result;
@@ -19,6 +19,20 @@ impl StatsStore for SqliteStore {
                     params![status],
                 )?
                 .unwrap_or(0))
+            })
+            .await
+    }
+
+    async fn set_events_since(&self, after: i64) -> Result<(i64, i64)> {
+        self.db
+            .read(move |c| {
+                let found: Option<(i64, i64)> = row(
+                    c,
+                    "SELECT COUNT(*), COALESCE(MAX(seq), ?1) FROM events
+                     WHERE seq > ?1 AND event_type = 'access_code.set_on_device'",
+                    params![after],
+                )?;
+                Ok(found.unwrap_or((0, after)))
             })
             .await
     }
