@@ -464,3 +464,25 @@ async fn a_window_whose_lock_cannot_be_read_ahead_is_tried_as_it_opens() {
     app.wait_for_status(&id, "set").await;
     assert!(app.lock_pins(DEVICE1).await.contains(&"1357".to_owned()));
 }
+
+/// What the benchmark harness waits on: `set_on_device` events counted from a cursor, on
+/// either backend.
+#[tokio::test]
+async fn set_events_are_counted_once_from_a_cursor() {
+    let app = spawn_app().await;
+    let store = &app.server.store;
+    assert_eq!(store.set_events_since(0).await.unwrap().0, 0);
+    let mut ids = Vec::new();
+    for pin in ["6001", "6002"] {
+        let code = app
+            .create_code(json!({ "device_id": DEVICE1, "code": pin }))
+            .await;
+        ids.push(code["access_code_id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        app.wait_for_status(id, "set").await;
+    }
+    let (events, last) = store.set_events_since(0).await.unwrap();
+    assert_eq!(events, 2);
+    assert_eq!(store.set_events_since(last).await.unwrap(), (0, last));
+}
