@@ -59,10 +59,6 @@ impl ListKey {
                 .collect(),
         }
     }
-
-    pub fn device_id(&self) -> &str {
-        &self.device_id
-    }
 }
 
 /// A page as it was sent: the JSON array of its codes, and where the next page starts.
