@@ -57,6 +57,9 @@ pub struct RunArgs {
     /// Which parts to run (api, engine, delay, scheduler, scale); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Which routes the API load measures (list, get, create); all by default.
+    #[arg(long, value_delimiter = ',')]
+    routes: Vec<String>,
 }
 
 impl RunArgs {
@@ -221,6 +224,9 @@ async fn measure_routes(
         json!({ "device_id": devices[(n % 3) as usize], "code": format!("{}", 200_000 + n) })
     });
     for (route, body) in [("list", list), ("get", get), ("create", create)] {
+        if !args.routes.is_empty() && !args.routes.iter().any(|r| r == route) {
+            continue;
+        }
         let result = load::run(
             client,
             format!("{url}/access_codes/{route}"),

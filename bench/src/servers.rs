@@ -92,6 +92,14 @@ pub async fn start_keyway(binary: &Path, options: KeywayOptions<'_>) -> anyhow::
         .env_remove("KEYWAY_DATABASE_URL")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    // The server's log, for looking into a run: `KEYWAY_BENCH_SERVER_LOG=file`.
+    if let Some(path) = std::env::var_os("KEYWAY_BENCH_SERVER_LOG") {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        command.stderr(log);
+    }
     if options.seed {
         command.arg("--seed");
     }

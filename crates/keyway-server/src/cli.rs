@@ -155,6 +155,9 @@ pub struct ServeArgs {
     /// Locks the engine works on at once.
     #[arg(long, env = "KEYWAY_ENGINE_CONCURRENCY", default_value_t = 256)]
     pub engine_concurrency: usize,
+    /// Milliseconds a busy lock's next round waits for more codes to gather (0: none).
+    #[arg(long, env = "KEYWAY_ENGINE_GATHER_MS", default_value_t = 20)]
+    pub engine_gather_ms: u64,
     /// Backup codes kept on each lock whose backup pool is on.
     #[arg(long, env = "KEYWAY_BACKUP_POOL_SIZE", default_value_t = 5)]
     pub backup_pool_size: u32,
@@ -277,6 +280,7 @@ impl ServeArgs {
                     .max(Duration::from_millis(500)),
                 lead: Duration::try_from_secs_f64(self.engine_lead_secs)
                     .unwrap_or(Duration::from_secs(10)),
+                gather: Duration::from_millis(self.engine_gather_ms.min(1000)),
                 ..EngineConfig::default()
             },
             webhooks: self.webhooks.config(),

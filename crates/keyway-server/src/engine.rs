@@ -34,6 +34,9 @@ const MAX_LEAD: Duration = Duration::from_secs(3600);
 /// How long before its time a round prepared ahead looks at its codes a last time.
 const LAST_LOOK_MS: i64 = 500;
 
+/// Least time between two looks for due devices, unless a full page was handed out.
+const DISPATCH_PAUSE: Duration = Duration::from_millis(5);
+
 /// How many due devices one dispatch hands out at most.
 const DISPATCH_PAGE: u32 = 512;
 
@@ -54,6 +57,9 @@ pub struct EngineConfig {
     /// engine gets round to the lock (thousands of windows tend to open in the same second:
     /// check-in time).
     pub lead: Duration,
+    /// How long a lock's next round waits for more work when its last round took fewer
+    /// jobs than `batch` and more came due meanwhile (a busy lock under a stream of writes).
+    pub gather: Duration,
 }
 
 impl Default for EngineConfig {
@@ -65,6 +71,7 @@ impl Default for EngineConfig {
             batch: 500,
             poll_interval: Duration::from_secs(60),
             lead: Duration::from_secs(10),
+            gather: Duration::from_millis(20),
         }
     }
 }
@@ -126,6 +133,7 @@ impl Engine {
             warn!(%error, "could not schedule lock read-backs");
         }
         loop {
+            let dispatched_at = Instant::now();
             match self.dispatch().await {
                 // A full page went to workers: more devices may be due at once.
                 Ok(true) => continue,
@@ -149,6 +157,12 @@ impl Engine {
                     tokio::time::timeout(Duration::from_millis(200), self.wake.notified()).await;
             } else {
                 let _ = tokio::time::timeout(wait, self.wake.notified()).await;
+            }
+            // Every API write wakes the dispatcher: under a stream of them, one look (two
+            // queries) per pause serves the lot instead of one per write.
+            let since = dispatched_at.elapsed();
+            if since < DISPATCH_PAUSE {
+                tokio::time::sleep(DISPATCH_PAUSE - since).await;
             }
         }
     }
@@ -261,6 +275,7 @@ impl Engine {
             if start.jobs.is_empty() {
                 return Ok(false);
             }
+            let round_jobs = start.jobs.len();
             // The round acts when its jobs are due: now, or as a window opens (prepared ahead;
             // read-backs due before that come along).
             let act_at = start
@@ -334,6 +349,14 @@ impl Engine {
             let _ = self.synced.send(device_id.to_owned());
             if !more {
                 return Ok(true);
+            }
+            // Work arrived while the round ran: under a stream of API writes, give it a moment
+            // to gather, so that the next round takes many codes for its one lock read
+            // instead of a few.
+            if round_jobs < self.config.batch as usize
+                && !self.pause_without_permit(self.config.gather, permit).await
+            {
+                return Ok(false);
             }
             held_since = Instant::now();
         }
@@ -616,6 +639,27 @@ impl Engine {
         }
     }
 
+    /// Waits `pause` of real time without the worker's permit; answers false if the engine
+    /// is shutting down.
+    async fn pause_without_permit(
+        &self,
+        pause: Duration,
+        permit: &mut Option<OwnedSemaphorePermit>,
+    ) -> bool {
+        if pause.is_zero() {
+            return true;
+        }
+        drop(permit.take());
+        tokio::time::sleep(pause).await;
+        match self.permits.clone().acquire_owned().await {
+            Ok(back) => {
+                *permit = Some(back);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// Waits until the engine's clock says `at`; answers false if it did not within the lead
     /// and a second of real time (a clock injected by a test that does not move).
     async fn wait_until(&self, at: Timestamp) -> bool {
@@ -797,7 +841,7 @@ fn plan(
     device: &DeviceRecord,
     codes: &[(EngineCode, i64)],
     lock: &[LockCode],
-    mut reserved: Vec<u32>,
+    reserved: Vec<u32>,
     now: Timestamp,
 ) -> (Vec<Plan>, Vec<Record>, Vec<Record>) {
     let max = device
@@ -805,6 +849,10 @@ fn plan(
         .map(|r| r.max_active_codes_supported)
         .unwrap_or(0);
     let mut view: Vec<(u32, String)> = lock.iter().map(|c| (c.slot, c.code.clone())).collect();
+    // Slots held on the lock, and slots given to codes: a free slot is in neither. Sets, so
+    // that looking for one on a full lock costs its size, not its size squared.
+    let mut on_lock: HashSet<u32> = view.iter().map(|(slot, _)| *slot).collect();
+    let mut reserved: HashSet<u32> = reserved.into_iter().collect();
     let (mut plans, mut before, mut settled) = (Vec::new(), Vec::new(), Vec::new());
     for (code, attempts) in codes {
         let intent = intent_of(code);
@@ -835,7 +883,7 @@ fn plan(
                 });
             }
             Step::Put { slot } => {
-                let free = |n: &u32| view.iter().all(|(s, _)| s != n) && !reserved.contains(n);
+                let free = |n: &u32| !on_lock.contains(n) && !reserved.contains(n);
                 let Some(slot) = slot.or_else(|| (1..=max).find(free)) else {
                     let outcome = CodeOutcome::Failed {
                         error_code: "no_space_for_access_code_on_device",
@@ -846,9 +894,10 @@ fn plan(
                     settled.push(Record::new(id, outcome, None));
                     continue;
                 };
-                reserved.push(slot);
+                reserved.insert(slot);
                 view.retain(|(s, _)| *s != slot);
                 view.push((slot, code.code.clone()));
+                on_lock.insert(slot);
                 before.push(Record::new(id, CodeOutcome::Programming { slot }, None));
                 plans.push(Plan {
                     code: code.clone(),
@@ -863,7 +912,8 @@ fn plan(
                     before.push(Record::new(id, CodeOutcome::Removing, None));
                 }
                 view.retain(|(s, _)| *s != slot);
-                reserved.retain(|s| *s != slot);
+                on_lock.remove(&slot);
+                reserved.remove(&slot);
                 plans.push(Plan {
                     code: code.clone(),
                     attempts: *attempts,
@@ -874,7 +924,7 @@ fn plan(
             }
             Step::Absent => {
                 if let Some(slot) = code.slot {
-                    reserved.retain(|s| *s != slot);
+                    reserved.remove(&slot);
                 }
                 settled.push(finish_absence(code, absence, false, now));
             }

@@ -532,34 +532,96 @@ pub(crate) fn unmanaged_changes<'a>(
     known: &'a [KnownSlot],
     slots: &'a [LockObservation],
 ) -> UnmanagedChanges<'a> {
-    let claimed_by_managed = |slot: &LockObservation| {
-        known.iter().any(|k| {
+    use std::collections::{HashMap, HashSet};
+    // By slot: a full lock has hundreds, and every one is looked up.
+    let mut by_slot: HashMap<i64, Vec<&KnownSlot>> = HashMap::with_capacity(known.len());
+    for k in known {
+        if let Some(slot) = k.slot {
+            by_slot.entry(slot).or_default().push(k);
+        }
+    }
+    let in_slot = |slot: u32| by_slot.get(&i64::from(slot)).into_iter().flatten();
+    let claimed_by_managed = |s: &LockObservation| {
+        in_slot(s.slot).any(|k| {
             k.is_managed
-                && k.slot == Some(i64::from(slot.slot))
-                && (k.code.as_deref() == Some(&slot.code)
-                    || k.confirmed_code.as_deref() == Some(&slot.code))
+                && (k.code.as_deref() == Some(&s.code)
+                    || k.confirmed_code.as_deref() == Some(&s.code))
         })
     };
     let unmanaged_now: Vec<&LockObservation> =
         slots.iter().filter(|s| !claimed_by_managed(s)).collect();
+    let now_held: HashSet<(i64, &str)> = unmanaged_now
+        .iter()
+        .map(|s| (i64::from(s.slot), s.code.as_str()))
+        .collect();
     let stale = known
         .iter()
         .filter(|k| !k.is_managed)
-        .filter(|k| {
-            !unmanaged_now
-                .iter()
-                .any(|s| k.slot == Some(i64::from(s.slot)) && k.code.as_deref() == Some(&s.code))
+        .filter(|k| match (k.slot, k.code.as_deref()) {
+            (Some(slot), Some(code)) => !now_held.contains(&(slot, code)),
+            _ => true,
         })
         .collect();
     let fresh = unmanaged_now
         .into_iter()
-        .filter(|s| {
-            !known.iter().any(|k| {
-                !k.is_managed
-                    && k.slot == Some(i64::from(s.slot))
-                    && k.code.as_deref() == Some(&s.code)
-            })
-        })
+        .filter(|s| !in_slot(s.slot).any(|k| !k.is_managed && k.code.as_deref() == Some(&s.code)))
         .collect();
     UnmanagedChanges { stale, fresh }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known(id: &str, managed: bool, slot: i64, code: &str, confirmed: Option<&str>) -> KnownSlot {
+        KnownSlot {
+            access_code_id: id.into(),
+            is_managed: managed,
+            slot: Some(slot),
+            code: Some(code.into()),
+            confirmed_code: confirmed.map(Into::into),
+        }
+    }
+
+    fn held(slot: u32, code: &str) -> LockObservation {
+        LockObservation {
+            slot,
+            code: code.into(),
+            name: None,
+        }
+    }
+
+    #[test]
+    fn unmanaged_codes_follow_the_slots_that_managed_codes_do_not_claim() {
+        let known = vec![
+            // Managed, on the lock with its new PIN or its confirmed one.
+            known("m1", true, 1, "1111", Some("1111")),
+            known("m2", true, 2, "2222", Some("2020")),
+            // Unmanaged and still there; unmanaged and gone; unmanaged whose PIN changed.
+            known("u3", false, 3, "3333", Some("3333")),
+            known("u4", false, 4, "4444", Some("4444")),
+            known("u5", false, 5, "5555", Some("5555")),
+        ];
+        let lock = vec![
+            held(1, "1111"),
+            held(2, "2020"),
+            held(3, "3333"),
+            held(5, "5050"),
+            held(6, "6666"),
+        ];
+        let changes = unmanaged_changes(&known, &lock);
+        let stale: Vec<&str> = changes
+            .stale
+            .iter()
+            .map(|k| k.access_code_id.as_str())
+            .collect();
+        let fresh: Vec<(u32, &str)> = changes
+            .fresh
+            .iter()
+            .map(|s| (s.slot, s.code.as_str()))
+            .collect();
+        assert_eq!(stale, vec!["u4", "u5"]);
+        assert_eq!(fresh, vec![(5, "5050"), (6, "6666")]);
+        assert!(unmanaged_changes(&known[..3], &lock[..3]).is_empty());
+    }
 }

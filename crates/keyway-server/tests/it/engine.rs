@@ -81,14 +81,7 @@ async fn a_pin_already_typed_at_the_keypad_is_reported_as_a_duplicate_not_retrie
     let app = spawn_app_with(|c| c.engine.poll_interval = Duration::from_secs(600)).await;
     let mut synced = app.server.engine.subscribe();
     // The read every lock gets at start is over (or, if it ended before we listened, long over).
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        while let Ok(device) = synced.recv().await {
-            if device == DEVICE1 {
-                break;
-            }
-        }
-    })
-    .await;
+    wait_for_round(&mut synced, DEVICE1).await;
     // Typed at the keypad, not yet read back by Keyway.
     app.server
         .store
@@ -485,4 +478,55 @@ async fn set_events_are_counted_once_from_a_cursor() {
     let (events, last) = store.set_events_since(0).await.unwrap();
     assert_eq!(events, 2);
     assert_eq!(store.set_events_since(last).await.unwrap(), (0, last));
+}
+
+/// Codes created one after another while their lock is being worked on: after the round in
+/// progress, the lock's next round waits for the stream to gather (`gather`) and takes the
+/// rest at once, instead of one lock read per code or two.
+async fn rounds_for_a_stream_of_codes(gather: Duration) -> usize {
+    let app = spawn_app_with(|config| {
+        config.sandbox_delay = Duration::from_millis(40);
+        config.engine.gather = gather;
+        config.engine.poll_interval = Duration::from_secs(600);
+    })
+    .await;
+    let mut synced = app.server.engine.subscribe();
+    // The read every lock gets at start is over.
+    wait_for_round(&mut synced, DEVICE1).await;
+    let mut ids = Vec::new();
+    for n in 0..16 {
+        let code = app
+            .create_code(json!({ "device_id": DEVICE1, "code": format!("{}", 5100 + n) }))
+            .await;
+        ids.push(code["access_code_id"].as_str().unwrap().to_owned());
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    for id in &ids {
+        app.wait_for_status(id, "set").await;
+    }
+    let mut rounds = 0;
+    while let Ok(device) = synced.try_recv() {
+        rounds += usize::from(device == DEVICE1);
+    }
+    rounds
+}
+
+#[tokio::test]
+async fn a_busy_lock_gathers_a_stream_of_codes_into_few_rounds() {
+    // The first round takes the first code; everything created meanwhile and during the
+    // pause goes in the second.
+    let rounds = rounds_for_a_stream_of_codes(Duration::from_millis(800)).await;
+    assert!(rounds <= 2, "{rounds} rounds for 16 codes");
+}
+
+/// Waits (at most 5 s) for the engine to finish a round on `device_id`.
+async fn wait_for_round(synced: &mut tokio::sync::broadcast::Receiver<String>, device_id: &str) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(device) = synced.recv().await {
+            if device == device_id {
+                break;
+            }
+        }
+    })
+    .await;
 }

@@ -657,6 +657,7 @@ fn insert_code(
             new.use_backup_access_code_pool,
         ],
     )?;
+    let seq = c.last_insert_rowid();
     tx::insert_job(
         c,
         &new.device.device_id,
@@ -680,8 +681,40 @@ fn insert_code(
         &new.device.device_id,
         now,
     )?;
-    let code = tx::fetch_code(c, &access_code_id)?.into_managed()?;
-    Ok((code, attempt))
+    let row = if new.use_backup_access_code_pool {
+        // Whether a backup is available depends on the device's other codes.
+        tx::fetch_code(c, &access_code_id)?
+    } else {
+        // The row as just inserted, without reading it back.
+        AccessCodeRow {
+            seq,
+            access_code_id,
+            workspace_id: new.device.workspace_id.clone(),
+            device_id: new.device.device_id.clone(),
+            is_managed: true,
+            name: new.name.clone(),
+            code: Some(new.code.clone()),
+            kind: new.kind.as_str().to_owned(),
+            starts_at: new.starts_at.map(|t| t.millis()),
+            ends_at: new.ends_at.map(|t| t.millis()),
+            status: new.status.as_str().to_owned(),
+            deleted: false,
+            slot: None,
+            confirmed_code: None,
+            errors: "[]".to_owned(),
+            warnings: "[]".to_owned(),
+            is_external_modification_allowed: new.is_external_modification_allowed,
+            is_one_time_use: new.is_one_time_use,
+            is_offline_access_code: new.is_offline_access_code,
+            common_code_key: new.common_code_key.clone(),
+            pending_since: Some(now.millis()),
+            created_at: now.millis(),
+            is_backup: false,
+            pulled_backup_access_code_id: None,
+            is_backup_access_code_available: false,
+        }
+    };
+    Ok((row.into_managed()?, attempt))
 }
 
 /// Another live code with the PIN on the device whose window overlaps (`?4`, `?5`), other
@@ -762,6 +795,35 @@ mod tests {
             after: None,
             limit,
             known_device: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_created_code_is_answered_as_it_is_stored() {
+        let (_dir, store, device) = seeded().await;
+        let mut plain = new_code(&device, "4321", Some((10, 20)));
+        plain.use_backup_access_code_pool = false;
+        plain.is_one_time_use = true;
+        plain.is_external_modification_allowed = true;
+        let mut ongoing = new_code(&device, "8765", None);
+        ongoing.use_backup_access_code_pool = false;
+        ongoing.name = None;
+        ongoing.common_code_key = None;
+        let pooled = new_code(&device, "1357", Some((10, 20)));
+        let created = store
+            .create_access_codes(vec![plain, ongoing, pooled], at(1))
+            .await
+            .expect("created");
+        for (code, _) in created {
+            let stored = store
+                .get_access_code(SEED.seed_workspace_1, CodeLookup::Id(&code.access_code_id))
+                .await
+                .expect("query")
+                .expect("found");
+            assert_eq!(
+                serde_json::to_value(&code).expect("json"),
+                serde_json::to_value(&stored).expect("json")
+            );
         }
     }
 
