@@ -350,6 +350,8 @@ impl Engine {
             if !more {
                 return Ok(true);
             }
+            // Renewed by `finish_round`; the pause below counts against it.
+            held_since = Instant::now();
             // Work arrived while the round ran: under a stream of API writes, give it a moment
             // to gather, so that the next round takes many codes for its one lock read
             // instead of a few.
@@ -358,7 +360,6 @@ impl Engine {
             {
                 return Ok(false);
             }
-            held_since = Instant::now();
         }
     }
 
@@ -639,8 +640,8 @@ impl Engine {
         }
     }
 
-    /// Waits `pause` of real time without the worker's permit; answers false if the engine
-    /// is shutting down.
+    /// Waits `pause` of real time without the worker's permit; answers false if the permit
+    /// cannot be had back (its semaphore closed).
     async fn pause_without_permit(
         &self,
         pause: Duration,
