@@ -628,16 +628,7 @@ impl Engine {
             return true;
         }
         drop(permit.take());
-        if !self.wait_until(at).await {
-            return false;
-        }
-        match self.permits.clone().acquire_owned().await {
-            Ok(back) => {
-                *permit = Some(back);
-                true
-            }
-            Err(_) => false,
-        }
+        self.wait_until(at).await && self.take_permit_back(permit).await
     }
 
     /// Waits `pause` of real time without the worker's permit; answers false if the permit
@@ -652,6 +643,12 @@ impl Engine {
         }
         drop(permit.take());
         tokio::time::sleep(pause).await;
+        self.take_permit_back(permit).await
+    }
+
+    /// Takes a worker's place among the concurrent ones again, after a wait without it;
+    /// answers false if the semaphore closed.
+    async fn take_permit_back(&self, permit: &mut Option<OwnedSemaphorePermit>) -> bool {
         match self.permits.clone().acquire_owned().await {
             Ok(back) => {
                 *permit = Some(back);
