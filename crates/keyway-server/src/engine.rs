@@ -121,6 +121,23 @@ impl Engine {
         self.wake.notify_one();
     }
 
+    /// Tells the dispatcher that new work may be due on these devices, unless a worker of this
+    /// engine holds every one of them. Such a worker looks for its device's due jobs before it
+    /// lets go, and wakes the dispatcher once it has: a job committed before this call is
+    /// seen either way. Under a stream of writes to busy locks, the dispatcher then does not
+    /// look at the whole queue once per write only to find every one of them busy.
+    pub fn notify_devices<'a>(&self, devices: impl IntoIterator<Item = &'a str>) {
+        let all_held = {
+            let in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            devices
+                .into_iter()
+                .all(|device_id| in_flight.contains(device_id))
+        };
+        if !all_held {
+            self.wake.notify_one();
+        }
+    }
+
     /// Subscribes to "this device was read and worked on" notices.
     pub fn subscribe(&self) -> broadcast::Receiver<String> {
         self.synced.subscribe()
@@ -1008,4 +1025,64 @@ fn at_offset(now: Timestamp, offset: Duration) -> Timestamp {
 fn jittered(interval: Duration) -> Duration {
     let factor = rand::thread_rng().gen_range(0.9..1.1);
     interval.mul_f64(factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use keyway_core::clock::SystemClock;
+    use keyway_store::StoreOptions;
+
+    use super::*;
+
+    struct NoDrivers;
+
+    impl Drivers for NoDrivers {
+        fn for_device(&self, _: &DeviceRecord) -> Option<Arc<dyn LockDriver>> {
+            None
+        }
+    }
+
+    /// Whether the dispatcher has a wake-up waiting for it.
+    async fn woken(engine: &Engine) -> bool {
+        tokio::time::timeout(Duration::from_millis(20), engine.wake.notified())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn writes_to_locks_this_engine_works_on_do_not_wake_the_dispatcher() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = Store::open_dir(dir.path(), &StoreOptions::default())
+            .await
+            .expect("store");
+        let engine = Engine::new(
+            store,
+            Arc::new(NoDrivers),
+            Arc::new(SystemClock),
+            EngineConfig::default(),
+        );
+        engine
+            .in_flight
+            .lock()
+            .expect("in_flight")
+            .insert("held".to_owned());
+
+        engine.notify_devices(["held"]);
+        assert!(!woken(&engine).await, "a held lock's worker finds its work");
+        engine.notify_devices(["held", "idle"]);
+        assert!(
+            woken(&engine).await,
+            "one lock nobody here works on is enough"
+        );
+        engine.notify_devices(["idle"]);
+        assert!(woken(&engine).await);
+        engine.finish("held");
+        engine.notify_devices(["held"]);
+        assert!(
+            woken(&engine).await,
+            "a lock let go wakes the dispatcher again"
+        );
+        engine.notify();
+        assert!(woken(&engine).await);
+    }
 }

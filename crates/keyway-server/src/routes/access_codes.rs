@@ -230,7 +230,7 @@ async fn create(
             .await?;
         refill_backup_pool(&state, &device).await?;
     }
-    state.engine.notify();
+    state.engine.notify_devices([device.device_id.as_str()]);
     let (access_code, action_attempt) = if params.sync == Some(true) {
         let attempt = wait_for_attempt(&state, &workspace.workspace_id, action_attempt).await?;
         let code = state
@@ -552,8 +552,9 @@ async fn update_code(
         .await?
         .filter(|c| params.device_id.as_ref().is_none_or(|d| *d == c.device_id))
         .ok_or_else(ApiError::access_code_not_found)?;
+    let device_id = current.device_id.clone();
     let attempt = apply_update(&state, &workspace.workspace_id, current, &params, now).await?;
-    state.engine.notify();
+    state.engine.notify_devices([device_id.as_str()]);
     let attempt = if params.sync == Some(true) {
         wait_for_attempt(&state, &workspace.workspace_id, attempt).await?
     } else {
@@ -653,7 +654,7 @@ async fn delete_code(
         .store
         .delete_access_code(&device, &current.access_code_id, state.clock.now())
         .await?;
-    state.engine.notify();
+    state.engine.notify_devices([device.device_id.as_str()]);
     let attempt = if params.sync == Some(true) {
         wait_for_attempt(&state, &workspace.workspace_id, attempt).await?
     } else {
@@ -727,7 +728,7 @@ async fn simulate_unmanaged(
         .store
         .enqueue_job(&device.device_id, None, now, now)
         .await?;
-    state.engine.notify();
+    state.engine.notify_devices([device.device_id.as_str()]);
     let deadline = tokio::time::Instant::now() + SYNC_TIMEOUT;
     loop {
         let found = state
@@ -906,7 +907,7 @@ async fn delete_unmanaged(
         .store
         .delete_unmanaged(&device, &code.access_code_id, state.clock.now())
         .await?;
-    state.engine.notify();
+    state.engine.notify_devices([device.device_id.as_str()]);
     let attempt = if params.sync == Some(true) {
         wait_for_attempt(&state, &workspace.workspace_id, attempt).await?
     } else {
@@ -1064,7 +1065,9 @@ async fn create_multiple(
         .create_access_codes(new_codes, now)
         .await
         .map_err(duplicate_error)?;
-    state.engine.notify();
+    state
+        .engine
+        .notify_devices(created.iter().map(|(code, _)| code.device_id.as_str()));
     let codes: Vec<AccessCode> = created.into_iter().map(|(code, _)| code).collect();
     Ok(Json(json!({ "access_codes": codes, "ok": true })))
 }
@@ -1243,7 +1246,7 @@ async fn pull_backup_access_code(
             message: "The backup access code pool is empty".into(),
         })?;
     refill_backup_pool(&state, &device).await?;
-    state.engine.notify();
+    state.engine.notify_devices([device.device_id.as_str()]);
     Ok(Json(json!({
         "access_code": backup,
         "backup_access_code": backup,

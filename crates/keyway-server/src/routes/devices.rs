@@ -196,7 +196,7 @@ async fn simulate_connect(
         .store
         .wake_device(&device.device_id, state.clock.now())
         .await?;
-    state.engine.notify();
+    state.engine.notify_devices([device.device_id.as_str()]);
     Ok(Json(json!({ "ok": true })))
 }
 
@@ -279,7 +279,7 @@ async fn door_command(
         .store
         .enqueue_lock_action(&device, lock, state.clock.now())
         .await?;
-    state.engine.notify();
+    state.engine.notify_devices([device.device_id.as_str()]);
     let attempt = if params.sync == Some(true) {
         super::access_codes::wait_for_attempt(state, workspace_id, attempt).await?
     } else {
@@ -328,6 +328,6 @@ async fn keypad_code_entry(
         .store
         .record_keypad_entry(&device, &params.code, slot, state.clock.now())
         .await?;
-    state.engine.notify();
+    state.engine.notify_devices([device.device_id.as_str()]);
     Ok(Json(json!({ "action_attempt": attempt, "ok": true })))
 }
