@@ -121,11 +121,14 @@ impl Engine {
         self.wake.notify_one();
     }
 
-    /// Tells the dispatcher that new work may be due on these devices, unless a worker of this
-    /// engine holds every one of them. Such a worker looks for its device's due jobs before it
-    /// lets go, and wakes the dispatcher once it has: a job committed before this call is
-    /// seen either way. Under a stream of writes to busy locks, the dispatcher then does not
-    /// look at the whole queue once per write only to find every one of them busy.
+    /// Tells the dispatcher that new work may be due on these devices (none: nothing to do),
+    /// unless every one of them is in flight here: handed to one of this engine's workers, or
+    /// being claimed for one. However a worker ends, it then takes its device out of flight and
+    /// wakes the dispatcher, whose next look sees every job committed before this call; a
+    /// device whose claim failed is another instance's, whose worker looks for due jobs before
+    /// it lets go, or whose expired lease the dispatcher's periodic look finds. Under a stream
+    /// of writes to busy locks, the dispatcher then does not look at the whole queue once per
+    /// pause only to find every one of them busy.
     pub fn notify_devices<'a>(&self, devices: impl IntoIterator<Item = &'a str>) {
         let all_held = {
             let in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
@@ -175,8 +178,8 @@ impl Engine {
             } else {
                 let _ = tokio::time::timeout(wait, self.wake.notified()).await;
             }
-            // Every API write wakes the dispatcher: under a stream of them, one look (two
-            // queries) per pause serves the lot instead of one per write.
+            // API writes to locks not in flight here wake the dispatcher: under a stream of
+            // them, one look (two queries) per pause serves the lot instead of one per write.
             let since = dispatched_at.elapsed();
             if since < DISPATCH_PAUSE {
                 tokio::time::sleep(DISPATCH_PAUSE - since).await;
@@ -564,6 +567,10 @@ impl Engine {
                     .await?
                 {
                     warn!("lost the device lease; leaving the rest to its new holder");
+                    // Their slots are recorded; their jobs stay for the new holder's round.
+                    left.push(first.code.access_code_id.clone());
+                    left.extend(plans.by_ref().map(|p| p.code.access_code_id.clone()));
+                    after_ops.retain(|r| !left.contains(&r.access_code_id));
                     break;
                 }
                 renewed_at = Instant::now();
@@ -1049,6 +1056,8 @@ mod tests {
             .is_ok()
     }
 
+    /// The wake-up decision alone; that a job written meanwhile is still worked is shown by
+    /// the integration tests that stream codes onto busy locks (`tests/it/engine.rs`).
     #[tokio::test]
     async fn writes_to_locks_this_engine_works_on_do_not_wake_the_dispatcher() {
         let dir = tempfile::tempdir().expect("temporary directory");
@@ -1068,7 +1077,7 @@ mod tests {
             .insert("held".to_owned());
 
         engine.notify_devices(["held"]);
-        assert!(!woken(&engine).await, "a held lock's worker finds its work");
+        assert!(!woken(&engine).await, "every lock is in flight here");
         engine.notify_devices(["held", "idle"]);
         assert!(
             woken(&engine).await,

@@ -493,14 +493,7 @@ async fn rounds_for_a_stream_of_codes(gather: Duration) -> usize {
     let mut synced = app.server.engine.subscribe();
     // The read every lock gets at start is over.
     wait_for_round(&mut synced, DEVICE1).await;
-    let mut ids = Vec::new();
-    for n in 0..16 {
-        let code = app
-            .create_code(json!({ "device_id": DEVICE1, "code": format!("{}", 5100 + n) }))
-            .await;
-        ids.push(code["access_code_id"].as_str().unwrap().to_owned());
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let ids = create_codes(&app, 5100..5116, Duration::from_millis(25)).await;
     for id in &ids {
         app.wait_for_status(id, "set").await;
     }
@@ -519,6 +512,19 @@ async fn a_busy_lock_gathers_a_stream_of_codes_into_few_rounds() {
     assert!(rounds <= 2, "{rounds} rounds for 16 codes");
 }
 
+/// Ongoing codes on `DEVICE1`, one per PIN of `pins`, `apart` from one another; answers their ids.
+async fn create_codes(app: &TestApp, pins: std::ops::Range<u32>, apart: Duration) -> Vec<String> {
+    let mut ids = Vec::new();
+    for pin in pins {
+        let code = app
+            .create_code(json!({ "device_id": DEVICE1, "code": pin.to_string() }))
+            .await;
+        ids.push(code["access_code_id"].as_str().unwrap().to_owned());
+        tokio::time::sleep(apart).await;
+    }
+    ids
+}
+
 /// Waits (at most 5 s) for the engine to finish a round on `device_id`.
 async fn wait_for_round(synced: &mut tokio::sync::broadcast::Receiver<String>, device_id: &str) {
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
@@ -529,4 +535,43 @@ async fn wait_for_round(synced: &mut tokio::sync::broadcast::Receiver<String>, d
         }
     })
     .await;
+}
+
+/// Takes `DEVICE1`'s lease away from whoever holds it, for another instance, for `for_ms`.
+async fn lease_to_another_instance(app: &TestApp, for_ms: i64) {
+    let store = &app.server.store;
+    let now = keyway_model::Timestamp(chrono::Utc::now());
+    let until = keyway_model::Timestamp::from_millis(now.millis() + for_ms).unwrap();
+    store.release_all_leases().await.unwrap();
+    assert!(store
+        .claim_device(DEVICE1, "another-instance", now, until)
+        .await
+        .unwrap());
+}
+
+/// A worker whose lease is taken partway through a round (another instance's, after a pause
+/// that outlasted it) stops, and leaves the codes it did not program, with their jobs, to the
+/// lease's next holder: none is left `setting` for good.
+#[tokio::test]
+async fn codes_left_by_a_worker_that_lost_its_lease_are_set_by_the_next_holder() {
+    let app = spawn_app_with(|config| {
+        // A slow lock: one code at a time, each recorded as it lands.
+        config.sandbox_delay = Duration::from_millis(300);
+        // Renewed once a third of it (500 ms) has passed.
+        config.engine.lease = Duration::from_millis(1500);
+        config.engine.poll_interval = Duration::from_secs(600);
+    })
+    .await;
+    let mut synced = app.server.engine.subscribe();
+    wait_for_round(&mut synced, DEVICE1).await;
+    // The codes queue up while another instance holds the lock, and go in one round after.
+    lease_to_another_instance(&app, 500).await;
+    let ids = create_codes(&app, 7100..7105, Duration::ZERO).await;
+    app.wait_for_status(&ids[0], "set").await;
+    // The lease goes while the round's second code is being put: the worker finds out when it
+    // renews, before the third.
+    lease_to_another_instance(&app, 800).await;
+    for id in &ids {
+        app.wait_for_status(id, "set").await;
+    }
 }
