@@ -76,6 +76,21 @@ impl Default for EngineConfig {
     }
 }
 
+/// A device handed to a worker. When the worker ends, however it ends (a panicking driver
+/// included: the lease then runs out by itself), the device leaves `in_flight` and the
+/// dispatcher is woken to look again.
+struct InFlight {
+    engine: Arc<Engine>,
+    device_id: String,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.engine.finish(&self.device_id);
+        self.engine.wake.notify_one();
+    }
+}
+
 /// Chooses the driver of a device.
 pub trait Drivers: Send + Sync {
     fn for_device(&self, device: &DeviceRecord) -> Option<Arc<dyn LockDriver>>;
@@ -232,6 +247,11 @@ impl Engine {
             };
             let engine = Arc::clone(self);
             tokio::spawn(async move {
+                // Dropped last, after the permit, however the worker ends.
+                let _in_flight = InFlight {
+                    engine: Arc::clone(&engine),
+                    device_id: device_id.clone(),
+                };
                 let mut permit = Some(permit);
                 let worked = engine
                     .work_device(&device_id, claimed_at, &mut permit)
@@ -246,9 +266,6 @@ impl Engine {
                 if !released {
                     let _ = engine.store.release_device(&device_id, &engine.owner).await;
                 }
-                engine.finish(&device_id);
-                drop(permit);
-                engine.wake.notify_one();
             });
         }
         Ok(more)
@@ -1049,6 +1066,93 @@ mod tests {
         }
     }
 
+    /// An engine (not running) on a fresh store holding the seed; the store lives in the
+    /// directory answered with it.
+    async fn seeded_engine(
+        drivers: Arc<dyn Drivers>,
+        config: EngineConfig,
+    ) -> (Arc<Engine>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = Store::open_dir(dir.path(), &StoreOptions::default())
+            .await
+            .expect("store");
+        store.seed(0, SystemClock.now()).await.expect("seeded");
+        let engine = Engine::new(store, drivers, Arc::new(SystemClock), config);
+        (engine, dir)
+    }
+
+    /// The sandbox locks of the seed.
+    const SEEDED_LOCKS: usize = 3;
+
+    /// A driver with a bug: every read panics.
+    #[derive(Default)]
+    struct PanickingDriver {
+        reads: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl LockDriver for PanickingDriver {
+        async fn read_codes(&self, _: &str) -> Result<Vec<LockCode>, DriverError> {
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            panic!("a driver bug");
+        }
+
+        async fn put_code(
+            &self,
+            _: &str,
+            _: Option<u32>,
+            _: &str,
+            _: Option<&str>,
+        ) -> Result<LockCode, DriverError> {
+            Err(DriverError::Internal("not reached".into()))
+        }
+
+        async fn set_locked(&self, _: &str, _: bool) -> Result<(), DriverError> {
+            Err(DriverError::Internal("not reached".into()))
+        }
+
+        async fn remove_code(&self, _: &str, _: u32) -> Result<(), DriverError> {
+            Err(DriverError::Internal("not reached".into()))
+        }
+    }
+
+    struct AlwaysDriver(Arc<PanickingDriver>);
+
+    impl Drivers for AlwaysDriver {
+        fn for_device(&self, _: &DeviceRecord) -> Option<Arc<dyn LockDriver>> {
+            Some(self.0.clone())
+        }
+    }
+
+    /// A worker whose driver panics does not keep its lock out of the dispatcher's reach: once
+    /// the lease it held runs out, the lock is worked again.
+    #[tokio::test]
+    async fn a_lock_whose_worker_panicked_is_worked_again() {
+        let driver = Arc::new(PanickingDriver::default());
+        let (engine, _dir) = seeded_engine(
+            Arc::new(AlwaysDriver(driver.clone())),
+            EngineConfig {
+                lease: Duration::from_millis(300),
+                ..EngineConfig::default()
+            },
+        )
+        .await;
+        let dispatcher = tokio::spawn(engine.clone().run());
+        let reads = || driver.reads.load(std::sync::atomic::Ordering::SeqCst);
+        // Each seeded lock is read at start; its worker panics; its lease runs out; it is read
+        // again (the dispatcher looks at least once a second).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while reads() < 2 * SEEDED_LOCKS && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        dispatcher.abort();
+        assert!(
+            reads() >= 2 * SEEDED_LOCKS,
+            "{} reads of {SEEDED_LOCKS} locks",
+            reads()
+        );
+    }
+
     /// Whether the dispatcher has a wake-up waiting for it.
     async fn woken(engine: &Engine) -> bool {
         tokio::time::timeout(Duration::from_millis(20), engine.wake.notified())
@@ -1060,16 +1164,7 @@ mod tests {
     /// the integration tests that stream codes onto busy locks (`tests/it/engine.rs`).
     #[tokio::test]
     async fn writes_to_locks_this_engine_works_on_do_not_wake_the_dispatcher() {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let store = Store::open_dir(dir.path(), &StoreOptions::default())
-            .await
-            .expect("store");
-        let engine = Engine::new(
-            store,
-            Arc::new(NoDrivers),
-            Arc::new(SystemClock),
-            EngineConfig::default(),
-        );
+        let (engine, _dir) = seeded_engine(Arc::new(NoDrivers), EngineConfig::default()).await;
         engine
             .in_flight
             .lock()
