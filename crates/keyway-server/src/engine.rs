@@ -887,24 +887,27 @@ fn plan(
         .code_rules()
         .map(|r| r.max_active_codes_supported)
         .unwrap_or(0);
-    let mut view: Vec<(u32, String)> = lock.iter().map(|c| (c.slot, c.code.clone())).collect();
+    // The lock as it will be once the plans before the current code are carried out.
+    let mut view: Vec<SlotView<'_>> = lock
+        .iter()
+        .map(|c| SlotView {
+            slot: c.slot,
+            pin: &c.code,
+        })
+        .collect();
     // Slots held on the lock, and slots given to codes: a free slot is in neither. Sets, so
     // that looking for one on a full lock costs its size, not its size squared.
-    let mut on_lock: HashSet<u32> = view.iter().map(|(slot, _)| *slot).collect();
+    let mut on_lock: HashSet<u32> = view.iter().map(|s| s.slot).collect();
     let mut reserved: HashSet<u32> = reserved.into_iter().collect();
     let (mut plans, mut before, mut settled) = (Vec::new(), Vec::new(), Vec::new());
     for (code, attempts) in codes {
         let intent = intent_of(code);
         let target = intent.target(now);
-        let slots: Vec<SlotView<'_>> = view
-            .iter()
-            .map(|(slot, pin)| SlotView { slot: *slot, pin })
-            .collect();
         let known = code.slot.map(|slot| Known {
             slot,
             confirmed: code.confirmed_code.as_deref(),
         });
-        let step = next_step(target, &code.code, known, &slots);
+        let step = next_step(target, &code.code, known, &view);
         let next_edge = intent.next_change(now).map(|at| (at, 0));
         let absence = match target {
             Target::OffLock(absence) => absence,
@@ -934,8 +937,11 @@ fn plan(
                     continue;
                 };
                 reserved.insert(slot);
-                view.retain(|(s, _)| *s != slot);
-                view.push((slot, code.code.clone()));
+                view.retain(|s| s.slot != slot);
+                view.push(SlotView {
+                    slot,
+                    pin: &code.code,
+                });
                 on_lock.insert(slot);
                 before.push(Record::new(id, CodeOutcome::Programming { slot }, None));
                 plans.push(Plan {
@@ -950,7 +956,7 @@ fn plan(
                 if code.status != "removing" {
                     before.push(Record::new(id, CodeOutcome::Removing, None));
                 }
-                view.retain(|(s, _)| *s != slot);
+                view.retain(|s| s.slot != slot);
                 on_lock.remove(&slot);
                 reserved.remove(&slot);
                 plans.push(Plan {
@@ -1058,11 +1064,12 @@ mod tests {
 
     use super::*;
 
-    struct NoDrivers;
+    /// The same driver, or none, for every device.
+    struct OneDriver(Option<Arc<dyn LockDriver>>);
 
-    impl Drivers for NoDrivers {
+    impl Drivers for OneDriver {
         fn for_device(&self, _: &DeviceRecord) -> Option<Arc<dyn LockDriver>> {
-            None
+            self.0.clone()
         }
     }
 
@@ -1116,21 +1123,13 @@ mod tests {
         }
     }
 
-    struct AlwaysDriver(Arc<PanickingDriver>);
-
-    impl Drivers for AlwaysDriver {
-        fn for_device(&self, _: &DeviceRecord) -> Option<Arc<dyn LockDriver>> {
-            Some(self.0.clone())
-        }
-    }
-
     /// A worker whose driver panics does not keep its lock out of the dispatcher's reach: once
     /// the lease it held runs out, the lock is worked again.
     #[tokio::test]
     async fn a_lock_whose_worker_panicked_is_worked_again() {
         let driver = Arc::new(PanickingDriver::default());
         let (engine, _dir) = seeded_engine(
-            Arc::new(AlwaysDriver(driver.clone())),
+            Arc::new(OneDriver(Some(driver.clone()))),
             EngineConfig {
                 lease: Duration::from_millis(300),
                 ..EngineConfig::default()
@@ -1164,7 +1163,8 @@ mod tests {
     /// the integration tests that stream codes onto busy locks (`tests/it/engine.rs`).
     #[tokio::test]
     async fn writes_to_locks_this_engine_works_on_do_not_wake_the_dispatcher() {
-        let (engine, _dir) = seeded_engine(Arc::new(NoDrivers), EngineConfig::default()).await;
+        let (engine, _dir) =
+            seeded_engine(Arc::new(OneDriver(None)), EngineConfig::default()).await;
         engine
             .in_flight
             .lock()
