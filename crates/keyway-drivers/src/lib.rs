@@ -6,8 +6,11 @@
 //! Providers: `sandbox` (simulated locks whose memory lives in the store) and `zwave_js`
 //! (Z-Wave locks through a Z-Wave JS server).
 
+pub mod deadline;
 pub mod sandbox;
 pub mod zwave_js;
+
+pub use deadline::Deadline;
 
 use async_trait::async_trait;
 

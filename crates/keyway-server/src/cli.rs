@@ -172,6 +172,11 @@ pub struct ServeArgs {
     /// that it is programmed as the window opens (at most a third of the lease).
     #[arg(long, env = "KEYWAY_ENGINE_LEAD_SECS", default_value_t = 10.0)]
     pub engine_lead_secs: f64,
+    /// Seconds a call to a lock's driver may take before the engine abandons it as timed out
+    /// (read back and retried). Drivers bound their own calls; this is the net under one that
+    /// hangs. A batch of puts gets it once per code.
+    #[arg(long, env = "KEYWAY_DRIVER_TIMEOUT_SECS", default_value_t = 600.0)]
+    pub driver_timeout_secs: f64,
     #[command(flatten)]
     pub webhooks: WebhookArgs,
     #[command(flatten)]
@@ -281,6 +286,9 @@ impl ServeArgs {
                 lead: Duration::try_from_secs_f64(self.engine_lead_secs)
                     .unwrap_or(Duration::from_secs(10)),
                 gather: Duration::from_millis(self.engine_gather_ms.min(1000)),
+                driver_timeout: Duration::try_from_secs_f64(self.driver_timeout_secs)
+                    .unwrap_or(Duration::from_secs(600))
+                    .max(Duration::from_millis(100)),
                 ..EngineConfig::default()
             },
             webhooks: self.webhooks.config(),

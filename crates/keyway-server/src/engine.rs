@@ -15,7 +15,7 @@ use keyway_core::lifecycle::{next_step, Absence, Intent, Known, SlotView, Step, 
 use keyway_core::reconcile::{drift, Confirmed, Drift};
 use keyway_core::retry::{RetryPolicy, Verdict};
 use keyway_core::Clock;
-use keyway_drivers::{DriverError, LockCode, LockDriver, PutCode, Refusal};
+use keyway_drivers::{Deadline, DriverError, LockCode, LockDriver, PutCode, Refusal};
 use keyway_model::{EventType, Timestamp};
 use keyway_store::{
     CodeOutcome, ConfirmedCode, DeviceJob, DeviceRecord, EngineCode, ExternalChange,
@@ -60,6 +60,10 @@ pub struct EngineConfig {
     /// How long a lock's next round waits for more work when its last round took fewer
     /// jobs than `batch` and more came due meanwhile (a busy lock under a stream of writes).
     pub gather: Duration,
+    /// Longest a driver call may take before the engine abandons it as timed out (unknown:
+    /// read back and retry), per code for a batch of puts. Each driver bounds its own calls;
+    /// this is the net under one that hangs, so that no lock is held for good.
+    pub driver_timeout: Duration,
 }
 
 impl Default for EngineConfig {
@@ -72,6 +76,7 @@ impl Default for EngineConfig {
             poll_interval: Duration::from_secs(60),
             lead: Duration::from_secs(10),
             gather: Duration::from_millis(20),
+            driver_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -330,15 +335,13 @@ impl Engine {
             };
             let (records, next_read) = match self.drivers.for_device(&device) {
                 Some(driver) => {
+                    let driver = Deadline::new(driver, self.config.driver_timeout);
                     let round = Round {
                         jobs: &start.jobs,
                         confirmed: start.confirmed,
                         act_at,
                     };
-                    match self
-                        .work_batch(&device, driver.as_ref(), round, permit)
-                        .await?
-                    {
+                    match self.work_batch(&device, &driver, round, permit).await? {
                         Some(Worked {
                             records,
                             next_read,
@@ -1091,17 +1094,36 @@ mod tests {
     /// The sandbox locks of the seed.
     const SEEDED_LOCKS: usize = 3;
 
-    /// A driver with a bug: every read panics.
-    #[derive(Default)]
-    struct PanickingDriver {
+    /// How a test driver misbehaves when a lock is read.
+    #[derive(Clone, Copy)]
+    enum Fault {
+        /// Every read panics (a driver bug).
+        Panics,
+        /// The first read of each seeded lock never answers; the reads after find it empty.
+        HangsAtFirst,
+    }
+
+    /// A driver that only reads, and misbehaves; counts its reads.
+    struct FaultyDriver {
+        fault: Fault,
         reads: std::sync::atomic::AtomicUsize,
     }
 
+    impl FaultyDriver {
+        fn reads(&self) -> usize {
+            self.reads.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
     #[async_trait::async_trait]
-    impl LockDriver for PanickingDriver {
+    impl LockDriver for FaultyDriver {
         async fn read_codes(&self, _: &str) -> Result<Vec<LockCode>, DriverError> {
-            self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            panic!("a driver bug");
+            let read = self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            match self.fault {
+                Fault::Panics => panic!("a driver bug"),
+                Fault::HangsAtFirst if read < SEEDED_LOCKS => std::future::pending().await,
+                Fault::HangsAtFirst => Ok(Vec::new()),
+            }
         }
 
         async fn put_code(
@@ -1123,32 +1145,54 @@ mod tests {
         }
     }
 
+    /// Runs an engine on the seed whose driver has `fault`, until each seeded lock has been
+    /// read twice (at most 10 s); answers the reads.
+    async fn reads_of_faulty_locks(fault: Fault, config: EngineConfig) -> usize {
+        let driver = Arc::new(FaultyDriver {
+            fault,
+            reads: Default::default(),
+        });
+        let (engine, _dir) = seeded_engine(Arc::new(OneDriver(Some(driver.clone()))), config).await;
+        let dispatcher = tokio::spawn(engine.clone().run());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while driver.reads() < 2 * SEEDED_LOCKS && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        dispatcher.abort();
+        driver.reads()
+    }
+
     /// A worker whose driver panics does not keep its lock out of the dispatcher's reach: once
     /// the lease it held runs out, the lock is worked again.
     #[tokio::test]
     async fn a_lock_whose_worker_panicked_is_worked_again() {
-        let driver = Arc::new(PanickingDriver::default());
-        let (engine, _dir) = seeded_engine(
-            Arc::new(OneDriver(Some(driver.clone()))),
-            EngineConfig {
-                lease: Duration::from_millis(300),
-                ..EngineConfig::default()
-            },
-        )
-        .await;
-        let dispatcher = tokio::spawn(engine.clone().run());
-        let reads = || driver.reads.load(std::sync::atomic::Ordering::SeqCst);
         // Each seeded lock is read at start; its worker panics; its lease runs out; it is read
         // again (the dispatcher looks at least once a second).
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while reads() < 2 * SEEDED_LOCKS && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        dispatcher.abort();
+        let config = EngineConfig {
+            lease: Duration::from_millis(300),
+            ..EngineConfig::default()
+        };
+        let reads = reads_of_faulty_locks(Fault::Panics, config).await;
         assert!(
-            reads() >= 2 * SEEDED_LOCKS,
-            "{} reads of {SEEDED_LOCKS} locks",
-            reads()
+            reads >= 2 * SEEDED_LOCKS,
+            "{reads} reads of {SEEDED_LOCKS} locks"
+        );
+    }
+
+    /// A driver call that never answers is abandoned after `driver_timeout` as a timeout (a
+    /// failed read, tried again later): the lock is not held for good.
+    #[tokio::test]
+    async fn a_lock_whose_driver_hangs_is_read_again() {
+        let config = EngineConfig {
+            driver_timeout: Duration::from_millis(200),
+            // A lock that could not be read is read again after about this long.
+            poll_interval: Duration::from_millis(200),
+            ..EngineConfig::default()
+        };
+        let reads = reads_of_faulty_locks(Fault::HangsAtFirst, config).await;
+        assert!(
+            reads >= 2 * SEEDED_LOCKS,
+            "{reads} reads of {SEEDED_LOCKS} locks"
         );
     }
 

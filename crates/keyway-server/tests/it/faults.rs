@@ -1,5 +1,7 @@
 //! Faults through the simulate routes: what the device and its codes report.
 
+use std::time::Duration;
+
 use serde_json::json;
 
 use crate::helpers::*;
@@ -11,6 +13,18 @@ fn error_codes(value: &serde_json::Value) -> Vec<String> {
             errors
                 .iter()
                 .map(|e| e["error_code"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn warning_codes(value: &serde_json::Value) -> Vec<String> {
+    value["warnings"]
+        .as_array()
+        .map(|warnings| {
+            warnings
+                .iter()
+                .map(|w| w["warning_code"].as_str().unwrap_or_default().to_owned())
                 .collect()
         })
         .unwrap_or_default()
@@ -134,4 +148,45 @@ async fn a_removed_device_and_a_disconnected_account_say_so() {
         )
         .await;
     assert_eq!(status, 404);
+}
+
+/// A lock that stops answering (each operation would take a minute) holds nothing up: the
+/// engine abandons each call after its driver timeout, as "unknown", and tries again. The code
+/// is warned about, never claimed `set`, and is set once the lock answers again.
+#[tokio::test]
+async fn a_lock_that_stops_answering_is_warned_about_then_set_when_it_answers() {
+    let app = spawn_app_with(|config| {
+        config.engine.driver_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let configure = |delay_ms: u32| {
+        app.post(
+            "/devices/simulate/configure_sandbox_lock",
+            KEY1,
+            json!({ "device_id": DEVICE1, "operation_delay_ms": delay_ms }),
+        )
+    };
+    let (status, body) = configure(60_000).await;
+    assert_eq!(status, 200, "{body}");
+    let code = app
+        .create_code(json!({ "device_id": DEVICE1, "code": "8642" }))
+        .await;
+    let id = code["access_code_id"].as_str().unwrap();
+    let mut warned = None;
+    for _ in 0..150 {
+        let (_, body) = app.get_code(id).await;
+        if warning_codes(&body["access_code"]).contains(&"delay_in_setting_on_device".to_owned()) {
+            warned = Some(body["access_code"].clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let warned = warned.expect("no delay warning while the lock does not answer");
+    assert_eq!(warned["status"], "setting");
+
+    let (status, _) = configure(0).await;
+    assert_eq!(status, 200);
+    let set = app.wait_for_status(id, "set").await;
+    assert_eq!(set["errors"], json!([]));
+    assert_eq!(app.lock_pins(DEVICE1).await, vec!["8642"]);
 }
