@@ -209,7 +209,6 @@ async fn prepare_api(client: &reqwest::Client, url: &str) -> anyhow::Result<(Str
 
 async fn measure_routes(
     args: &RunArgs,
-    client: &reqwest::Client,
     server: &str,
     url: &str,
     get_id: &str,
@@ -227,15 +226,21 @@ async fn measure_routes(
         if !args.routes.is_empty() && !args.routes.iter().any(|r| r == route) {
             continue;
         }
-        let result = load::run(
-            client,
+        let result = match load::run(
             format!("{url}/access_codes/{route}"),
             KEY,
             body,
             args.concurrency,
             duration,
         )
-        .await;
+        .await
+        {
+            Ok(result) => result,
+            Err(error) => {
+                eprintln!("{server:>8} {route:>6}: not measured: {error:#}");
+                continue;
+            }
+        };
         eprintln!(
             "{server:>8} {route:>6}: {:>9.0} req/s  p50 {:.2} ms  p99 {:.2} ms  errors {}",
             result.requests_per_sec, result.p50_ms, result.p99_ms, result.errors
@@ -262,21 +267,20 @@ async fn api(args: &RunArgs, report: &mut Report) -> anyhow::Result<()> {
     )
     .await?;
     let (keyway_id, list_body) = prepare_api(&client, &keyway.url).await?;
-    measure_routes(args, &client, "keyway", &keyway.url, &keyway_id, report).await;
+    measure_routes(args, "keyway", &keyway.url, &keyway_id, report).await;
     drop(keyway);
 
     let body_file = dir.path().join("ceiling.json");
     std::fs::write(&body_file, &list_body)?;
     let ceiling = servers::start_ceiling(&body_file).await?;
     let result = load::run(
-        &client,
         format!("{}/access_codes/list", ceiling.url),
         KEY,
         Arc::new(|_| json!({ "device_id": "august_device_1" })),
         args.concurrency,
         Duration::from_secs(args.duration_secs),
     )
-    .await;
+    .await?;
     eprintln!(
         " ceiling   list: {:>9.0} req/s  p50 {:.2} ms  p99 {:.2} ms",
         result.requests_per_sec, result.p50_ms, result.p99_ms
@@ -291,7 +295,7 @@ async fn api(args: &RunArgs, report: &mut Report) -> anyhow::Result<()> {
     match servers::start_fake(&args.fake_dir).await {
         Ok(fake) => {
             let (fake_id, _) = prepare_api(&client, &fake.url).await?;
-            measure_routes(args, &client, "fake", &fake.url, &fake_id, report).await;
+            measure_routes(args, "fake", &fake.url, &fake_id, report).await;
         }
         Err(error) => eprintln!("Seam's fake could not start ({error}); run npm ci in bench/fake"),
     }
