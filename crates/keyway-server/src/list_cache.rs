@@ -12,8 +12,14 @@
 //! Stores that cannot tell when a device's codes change (PostgreSQL, written by several
 //! instances) answer no version, and nothing is kept. The cache is bounded by its bytes.
 
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use axum::body::Bytes;
+use http_body::{Frame, SizeHint};
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
 
@@ -64,7 +70,7 @@ impl ListKey {
 /// A page as it was sent: the JSON array of its codes, and where the next page starts.
 pub struct ListEntry {
     version: u64,
-    pub codes_json: Vec<u8>,
+    pub codes_json: Bytes,
     pub next: Option<i64>,
 }
 
@@ -97,12 +103,71 @@ impl ListCache {
     }
 
     /// Keeps a page read after the device's codes were at `version`.
-    pub fn put(&self, key: ListKey, version: u64, codes_json: Vec<u8>, next: Option<i64>) {
+    pub fn put(&self, key: ListKey, version: u64, codes_json: Bytes, next: Option<i64>) {
         let entry = ListEntry {
             version,
             codes_json,
             next,
         };
         self.pages.insert(key, Arc::new(entry));
+    }
+}
+
+/// A response body sent as the pieces it is made of, its length known in advance: a kept
+/// page goes out as it was kept, shared, instead of being copied into every response.
+pub struct PageBody {
+    pieces: VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl PageBody {
+    pub fn new(pieces: impl IntoIterator<Item = Bytes>) -> PageBody {
+        let pieces: VecDeque<Bytes> = pieces.into_iter().filter(|p| !p.is_empty()).collect();
+        let remaining = pieces.iter().map(|p| p.len() as u64).sum();
+        PageBody { pieces, remaining }
+    }
+}
+
+impl http_body::Body for PageBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let piece = self.pieces.pop_front();
+        if let Some(piece) = &piece {
+            self.remaining -= piece.len() as u64;
+        }
+        Poll::Ready(piece.map(|piece| Ok(Frame::data(piece))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pieces.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_page_body_gives_its_pieces_in_order_and_its_exact_length() {
+        let body = PageBody::new([
+            Bytes::from_static(b"{\"a\":"),
+            Bytes::new(),
+            Bytes::from_static(b"[1,2]"),
+            Bytes::from_static(b"}"),
+        ]);
+        assert_eq!(http_body::Body::size_hint(&body).exact(), Some(11));
+        let whole = body.collect().await.expect("infallible").to_bytes();
+        assert_eq!(&whole[..], b"{\"a\":[1,2]}");
     }
 }

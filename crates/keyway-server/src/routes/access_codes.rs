@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
@@ -29,7 +30,7 @@ use super::{delete, read, update, PageRequest, RequestUrl};
 use crate::app::AppState;
 use crate::auth::Auth;
 use crate::error::ApiError;
-use crate::list_cache::{ListEntry, ListKey};
+use crate::list_cache::{ListEntry, ListKey, PageBody};
 use crate::params::{lenient, Params};
 
 /// How long `sync: true` and the keypad simulation wait for the lock.
@@ -289,8 +290,9 @@ fn send_page<T: serde::Serialize>(
     codes: keyway_store::Page<T>,
     url: &RequestUrl,
 ) -> Result<Response, ApiError> {
-    let codes_json =
-        serde_json::to_vec(&codes.items).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let codes_json = Bytes::from(
+        serde_json::to_vec(&codes.items).map_err(|e| ApiError::Internal(e.to_string()))?,
+    );
     let response = page_response(&codes_json, url, codes.next_cursor)?;
     if let Some((key, version)) = keep {
         state
@@ -300,21 +302,23 @@ fn send_page<T: serde::Serialize>(
     Ok(response)
 }
 
-/// `{"access_codes": [...], "pagination": {...}, "ok": true}` around codes already in JSON.
+/// `{"access_codes": [...], "pagination": {...}, "ok": true}` around codes already in JSON,
+/// which are sent as they are (shared with the list cache, not copied).
 fn page_response(
-    codes_json: &[u8],
+    codes_json: &Bytes,
     url: &RequestUrl,
     next: Option<i64>,
 ) -> Result<Response, ApiError> {
-    let pagination =
-        serde_json::to_vec(&url.pagination(next)).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let mut body = Vec::with_capacity(codes_json.len() + pagination.len() + 48);
-    body.extend_from_slice(br#"{"access_codes":"#);
-    body.extend_from_slice(codes_json);
-    body.extend_from_slice(br#","pagination":"#);
-    body.extend_from_slice(&pagination);
-    body.extend_from_slice(br#","ok":true}"#);
-    Ok(([(CONTENT_TYPE, "application/json")], body).into_response())
+    let mut tail = br#","pagination":"#.to_vec();
+    serde_json::to_writer(&mut tail, &url.pagination(next))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    tail.extend_from_slice(br#","ok":true}"#);
+    let body = PageBody::new([
+        Bytes::from_static(br#"{"access_codes":"#),
+        codes_json.clone(),
+        Bytes::from(tail),
+    ]);
+    Ok(([(CONTENT_TYPE, "application/json")], Body::new(body)).into_response())
 }
 
 /// One code.

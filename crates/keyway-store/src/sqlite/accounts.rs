@@ -259,6 +259,15 @@ impl AccountStore for SqliteStore {
         device_id: Option<&str>,
         name: Option<&str>,
     ) -> Result<Option<DeviceRecord>> {
+        // By id: kept between requests while nothing it shows changed.
+        let versions = device_id.map(|id| (self.db.devices_version(), self.db.code_version(id)));
+        if let (Some(id), Some(versions)) = (device_id, versions) {
+            if let Some(record) = self.devices.get(workspace_id, id, versions) {
+                return Ok(name
+                    .is_none_or(|name| record.name == name)
+                    .then_some(record));
+            }
+        }
         // By id through its unique index; by name otherwise.
         let (column, value) = match (device_id, name) {
             (Some(id), _) => ("d.device_id", id),
@@ -271,9 +280,14 @@ impl AccountStore for SqliteStore {
         );
         let (value, workspace_id) = (value.to_owned(), workspace_id.to_owned());
         let name = name.map(str::to_owned);
-        self.db
+        let found: Option<DeviceRecord> = self
+            .db
             .read(move |c| row(c, &sql, params![value, workspace_id, name]))
-            .await
+            .await?;
+        if let (Some(record), Some(versions)) = (&found, versions) {
+            self.devices.put(versions, record);
+        }
+        Ok(found)
     }
 
     async fn set_supported_code_lengths(

@@ -105,6 +105,10 @@ pub(crate) struct CodeVersions {
     /// Per device, the last publication that named it.
     published: RwLock<HashMap<String, u64>>,
     publications: AtomicU64,
+    /// The open transaction changed what a device record shows (see `watch_device_changes`).
+    devices_touched: AtomicBool,
+    /// Moves after every transaction that changed what any device record shows.
+    devices: AtomicU64,
 }
 
 impl CodeVersions {
@@ -125,7 +129,16 @@ impl CodeVersions {
         }
     }
 
+    /// The version of every device record: changes after every transaction that changed what
+    /// one of them shows (its codes aside: those have [`CodeVersions::of`]).
+    pub(crate) fn devices(&self) -> u64 {
+        self.devices.load(Ordering::SeqCst)
+    }
+
     fn publish(&self) {
+        if self.devices_touched.swap(false, Ordering::SeqCst) {
+            self.devices.fetch_add(1, Ordering::SeqCst);
+        }
         let touched = std::mem::take(&mut *self.touched.lock().unwrap_or_else(|e| e.into_inner()));
         if touched.is_empty() {
             return;
@@ -160,6 +173,50 @@ fn watch_code_changes(conn: &Connection, versions: Arc<CodeVersions>) -> rusqlit
          CREATE TEMP TRIGGER keyway_code_deleted AFTER DELETE ON main.access_codes
          BEGIN SELECT keyway_codes_changed(OLD.device_id); END;",
     )
+}
+
+/// Columns of the tables a device record is read from whose changes do not show in it: a
+/// lock's lease (taken and renewed by every engine round), and a sandbox lock's operation
+/// count, delay and pending simulated failures. A change to any other column, or any row
+/// inserted or deleted, moves the devices' version.
+pub(crate) const DEVICE_COLUMNS_NOT_SHOWN: &[(&str, &[&str])] = &[
+    ("devices", &["lease_owner", "lease_until"]),
+    ("sandbox_locks", &["operations", "delay_ms", "fail_next"]),
+    ("connected_accounts", &[]),
+];
+
+/// Has the writer's connection report every change to what a device record shows (the
+/// record's own count of backup codes is one of its codes' changes: see `watch_code_changes`).
+fn watch_device_changes(conn: &Connection, versions: Arc<CodeVersions>) -> Result<()> {
+    conn.create_scalar_function(
+        "keyway_devices_changed",
+        0,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY,
+        move |_| {
+            versions.devices_touched.store(true, Ordering::SeqCst);
+            Ok(true)
+        },
+    )?;
+    for (table, not_shown) in DEVICE_COLUMNS_NOT_SHOWN {
+        let shown: Vec<String> = column::<String>(
+            conn,
+            &format!("SELECT name FROM pragma_table_info('{table}')"),
+            [],
+        )?
+        .into_iter()
+        .filter(|name| !not_shown.contains(&name.as_str()))
+        .collect();
+        conn.execute_batch(&format!(
+            "CREATE TEMP TRIGGER keyway_{table}_inserted AFTER INSERT ON main.{table}
+             BEGIN SELECT keyway_devices_changed(); END;
+             CREATE TEMP TRIGGER keyway_{table}_updated AFTER UPDATE OF {} ON main.{table}
+             BEGIN SELECT keyway_devices_changed(); END;
+             CREATE TEMP TRIGGER keyway_{table}_deleted AFTER DELETE ON main.{table}
+             BEGIN SELECT keyway_devices_changed(); END;",
+            shown.join(", ")
+        ))?;
+    }
+    Ok(())
 }
 
 struct Readers {
@@ -204,6 +261,7 @@ impl Db {
         }
         let code_versions = Arc::new(CodeVersions::default());
         watch_code_changes(&writer, code_versions.clone())?;
+        watch_device_changes(&writer, code_versions.clone())?;
         let (jobs, queue) = mpsc::channel::<Job>(MAX_GROUP * 4);
         let versions = code_versions.clone();
         std::thread::Builder::new()
@@ -229,6 +287,11 @@ impl Db {
     /// The version of a device's access codes (see [`CodeVersions`]).
     pub(crate) fn code_version(&self, device_id: &str) -> u64 {
         self.code_versions.of(device_id)
+    }
+
+    /// The version of every device record (see [`CodeVersions::devices`]).
+    pub(crate) fn devices_version(&self) -> u64 {
+        self.code_versions.devices()
     }
 
     /// Runs `f` in the writer's current transaction; answers once that transaction committed.

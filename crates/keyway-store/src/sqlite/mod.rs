@@ -10,6 +10,7 @@
 mod access_codes;
 mod accounts;
 mod db;
+mod device_cache;
 mod engine;
 mod events;
 mod provider;
@@ -32,6 +33,8 @@ use crate::{Backend, Durability, Result, StoreOptions};
 pub struct SqliteStore {
     /// Statements run in closures on rusqlite connections (see `db`).
     db: db::Db,
+    /// Device records between requests (see `device_cache`).
+    devices: device_cache::DeviceCache,
     /// Raised after a commit that queued a webhook delivery (see `webhooks`).
     outbox: Arc<tokio::sync::Notify>,
 }
@@ -65,7 +68,11 @@ impl SqliteStore {
             &["webhook_deliveries"],
             outbox.clone(),
         )?;
-        Ok(SqliteStore { db, outbox })
+        Ok(SqliteStore {
+            db,
+            devices: Default::default(),
+            outbox,
+        })
     }
 }
 

@@ -1,0 +1,124 @@
+//! Device records kept in memory between requests.
+//!
+//! Nearly every API call reads the record of the device it names (to check it is in the
+//! workspace, and for its rules and faults), and device records change rarely. A record is
+//! kept with two versions read *before* it was: the devices' version (moved after any change
+//! to what a device record shows, see `db::watch_device_changes`) and its device's codes'
+//! version (which its count of backup codes follows). The writer moves both after a commit and
+//! before its callers hear back, so a kept record is never older than what its reader could
+//! have seen. As with the codes' versions, the file belongs to this process alone.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use crate::DeviceRecord;
+
+/// Records kept at most; the cache starts over once full (device counts are modest, and a
+/// miss costs one read).
+const CAPACITY: usize = 16_384;
+
+/// What a record was read after: the devices' version and its codes' version.
+pub(crate) type Versions = (u64, u64);
+
+#[derive(Default)]
+pub(crate) struct DeviceCache {
+    /// By device id (unique across workspaces).
+    records: RwLock<HashMap<String, (Versions, DeviceRecord)>>,
+}
+
+impl DeviceCache {
+    /// The record of `device_id` in `workspace_id`, if it was kept at `versions`.
+    pub(crate) fn get(
+        &self,
+        workspace_id: &str,
+        device_id: &str,
+        versions: Versions,
+    ) -> Option<DeviceRecord> {
+        let records = self.records.read().unwrap_or_else(|e| e.into_inner());
+        records
+            .get(device_id)
+            .filter(|(kept_at, record)| *kept_at == versions && record.workspace_id == workspace_id)
+            .map(|(_, record)| record.clone())
+    }
+
+    /// Keeps a record read after the versions were `versions`.
+    pub(crate) fn put(&self, versions: Versions, record: &DeviceRecord) {
+        let mut records = self.records.write().unwrap_or_else(|e| e.into_inner());
+        if records.len() >= CAPACITY && !records.contains_key(&record.device_id) {
+            records.clear();
+        }
+        records.insert(record.device_id.clone(), (versions, record.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::sqlite::testing::{at, seeded};
+    use crate::{DeviceRecord, Store, SEED};
+
+    async fn device(store: &Store) -> DeviceRecord {
+        store
+            .get_device(SEED.seed_workspace_1, Some(SEED.august_device_1), None)
+            .await
+            .expect("query")
+            .expect("seeded device")
+    }
+
+    /// Every change to what the record shows is seen by the next read, however often the
+    /// record was read before; a lease taken does not count as one.
+    #[tokio::test]
+    async fn a_kept_record_shows_every_change_made_to_it() {
+        let (_dir, store, before) = seeded().await;
+        let id = SEED.august_device_1;
+        assert_eq!(format!("{:?}", device(&store).await), format!("{before:?}"));
+        // Other workspaces, and names that do not match, find nothing, kept or not.
+        assert!(store
+            .get_device("another_workspace", Some(id), None)
+            .await
+            .expect("query")
+            .is_none());
+        assert!(store
+            .get_device(SEED.seed_workspace_1, Some(id), Some("not its name"))
+            .await
+            .expect("query")
+            .is_none());
+        assert!(store
+            .get_device(SEED.seed_workspace_1, Some(id), Some(&before.name))
+            .await
+            .expect("query")
+            .is_some());
+
+        assert!(store
+            .claim_device(id, "an-instance", at(0), at(30_000))
+            .await
+            .expect("claimed"));
+        store
+            .configure_sandbox(id, Some(10), Some(1))
+            .await
+            .expect("configured");
+        assert_eq!(format!("{:?}", device(&store).await), format!("{before:?}"));
+
+        store.set_sandbox_online(id, false).await.expect("offline");
+        assert!(!device(&store).await.online);
+        store.set_sandbox_online(id, true).await.expect("online");
+        assert!(device(&store).await.online);
+
+        store
+            .set_supported_code_lengths(&before, &[6])
+            .await
+            .expect("lengths");
+        assert_ne!(device(&store).await.code_rules, before.code_rules);
+
+        store.enable_backup_pool(&before, 3).await.expect("pool");
+        assert_eq!(device(&store).await.backup_pool_size, 3);
+
+        store
+            .disconnect_connected_account(SEED.seed_workspace_1, &before.connected_account_id)
+            .await
+            .expect("disconnected");
+        assert!(device(&store).await.account_disconnected);
+
+        store.set_sandbox_removed(id).await.expect("removed");
+        assert!(device(&store).await.removed);
+    }
+}
