@@ -262,7 +262,7 @@ impl AccountStore for SqliteStore {
         // By id: kept between requests while nothing it shows changed.
         let versions = device_id.map(|id| (self.db.devices_version(), self.db.code_version(id)));
         if let (Some(id), Some(versions)) = (device_id, versions) {
-            if let Some(record) = self.devices.get(workspace_id, id, versions) {
+            if let Some(record) = self.devices.get(Some(workspace_id), id, versions) {
                 return Ok(name
                     .is_none_or(|name| record.name == name)
                     .then_some(record));
@@ -314,11 +314,18 @@ impl AccountStore for SqliteStore {
 }
 
 impl SqliteStore {
+    /// A device's record, whatever its workspace; kept between calls (see `device_cache`).
     pub(crate) async fn device_by_id(&self, device_id: &str) -> Result<Option<DeviceRecord>> {
+        let versions = (self.db.devices_version(), self.db.code_version(device_id));
+        if let Some(record) = self.devices.get(None, device_id, versions) {
+            return Ok(Some(record));
+        }
         let sql = format!("{DEVICE_SELECT} WHERE d.device_id = ?");
-        let device_id = device_id.to_owned();
-        self.db
-            .read(move |c| row(c, &sql, params![device_id]))
-            .await
+        let id = device_id.to_owned();
+        let found: Option<DeviceRecord> = self.db.read(move |c| row(c, &sql, params![id])).await?;
+        if let Some(record) = &found {
+            self.devices.put(versions, record);
+        }
+        Ok(found)
     }
 }

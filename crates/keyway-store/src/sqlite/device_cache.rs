@@ -27,17 +27,19 @@ pub(crate) struct DeviceCache {
 }
 
 impl DeviceCache {
-    /// The record of `device_id` in `workspace_id`, if it was kept at `versions`.
+    /// The record of `device_id` (in `workspace_id`, when given), if it was kept at `versions`.
     pub(crate) fn get(
         &self,
-        workspace_id: &str,
+        workspace_id: Option<&str>,
         device_id: &str,
         versions: Versions,
     ) -> Option<DeviceRecord> {
         let records = self.records.read().unwrap_or_else(|e| e.into_inner());
         records
             .get(device_id)
-            .filter(|(kept_at, record)| *kept_at == versions && record.workspace_id == workspace_id)
+            .filter(|(kept_at, record)| {
+                *kept_at == versions && workspace_id.is_none_or(|w| record.workspace_id == w)
+            })
             .map(|(_, record)| record.clone())
     }
 
@@ -56,12 +58,21 @@ mod tests {
     use crate::sqlite::testing::{at, seeded};
     use crate::{DeviceRecord, Store, SEED};
 
+    /// The seeded device's record, read both ways (by workspace and id, by id alone): they
+    /// must agree.
     async fn device(store: &Store) -> DeviceRecord {
-        store
+        let by_workspace = store
             .get_device(SEED.seed_workspace_1, Some(SEED.august_device_1), None)
             .await
             .expect("query")
-            .expect("seeded device")
+            .expect("seeded device");
+        let by_id = store
+            .engine_device(SEED.august_device_1)
+            .await
+            .expect("query")
+            .expect("seeded device");
+        assert_eq!(format!("{by_workspace:?}"), format!("{by_id:?}"));
+        by_workspace
     }
 
     /// Every change to what the record shows is seen by the next read, however often the
