@@ -174,7 +174,7 @@ pub struct ServeArgs {
     pub engine_lead_secs: f64,
     /// Seconds a call to a lock's driver may take before the engine abandons it as timed out
     /// (read back and retried). Drivers bound their own calls; this is the net under one that
-    /// hangs. A batch of puts gets it once per code.
+    /// hangs. A batch of puts gets it once.
     #[arg(long, env = "KEYWAY_DRIVER_TIMEOUT_SECS", default_value_t = 600.0)]
     pub driver_timeout_secs: f64,
     #[command(flatten)]

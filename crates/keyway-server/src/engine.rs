@@ -61,7 +61,7 @@ pub struct EngineConfig {
     /// jobs than `batch` and more came due meanwhile (a busy lock under a stream of writes).
     pub gather: Duration,
     /// Longest a driver call may take before the engine abandons it as timed out (unknown:
-    /// read back and retry), per code for a batch of puts. Each driver bounds its own calls;
+    /// read back and retry), a batch of puts included. Each driver bounds its own calls;
     /// this is the net under one that hangs, so that no lock is held for good.
     pub driver_timeout: Duration,
 }
@@ -465,6 +465,11 @@ impl Engine {
             read_started = Instant::now();
             read = driver.read_codes(&device.device_id).await;
         }
+        // A read that outlasted a third of the lease (a slow lock, a driver near its deadline)
+        // may have outlasted the lease itself: nothing is recorded unless it is still ours.
+        if !self.still_holds(&device.device_id, read_started).await? {
+            return Ok(None);
+        }
         // A lock that takes its time per operation gets its codes one at a time, and each
         // outcome is recorded as it lands, beside the next operation: codes show `set` as the
         // lock confirms them, not when the whole batch is done.
@@ -647,6 +652,11 @@ impl Engine {
                 .await
                 .map_err(|e| StoreError::Unavailable(format!("recording outcomes: {e}")))??;
         }
+        // The same after the last operation: their slots are recorded, and the jobs stay for
+        // the lease's new holder, who reads the lock first.
+        if !self.still_holds(&device.device_id, renewed_at).await? {
+            return Ok(None);
+        }
         lock.clear();
         // After changing the lock, read it back at once; otherwise at the next poll.
         let next_read = if changed {
@@ -659,6 +669,32 @@ impl Engine {
             next_read: (next_read, 0),
             left,
         }))
+    }
+
+    /// Whether this instance still holds the device's lease, last renewed (or known held) at
+    /// `since`: renewed if a third of it has passed since, as a driver call may have outlasted
+    /// it while another instance took the lock.
+    async fn still_holds(&self, device_id: &str, since: Instant) -> keyway_store::Result<bool> {
+        if since.elapsed() <= self.config.lease / 3 {
+            return Ok(true);
+        }
+        let now = self.clock.now();
+        let held = self
+            .store
+            .claim_device(
+                device_id,
+                &self.owner,
+                now,
+                lease_end(now, self.config.lease),
+            )
+            .await?;
+        if !held {
+            warn!(
+                device_id,
+                "lost the device lease during a driver call; leaving the round to its new holder"
+            );
+        }
+        Ok(held)
     }
 
     /// [`Engine::wait_until`], giving up the worker's `permit` meanwhile (and taking one

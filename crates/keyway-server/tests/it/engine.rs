@@ -575,3 +575,34 @@ async fn codes_left_by_a_worker_that_lost_its_lease_are_set_by_the_next_holder()
         app.wait_for_status(id, "set").await;
     }
 }
+
+/// A lock read that outlasts the lease (another instance takes the lock meanwhile) is not
+/// acted on: the worker renews before it records or programs anything, finds the lease gone,
+/// and leaves the round, with its jobs, to the new holder; the code is set once that lease
+/// runs out and this instance takes the lock again.
+#[tokio::test]
+async fn a_read_that_outlasts_the_lease_is_not_acted_on() {
+    let app = spawn_app_with(|config| {
+        // A read takes longer than a third of the lease.
+        config.sandbox_delay = Duration::from_millis(800);
+        config.engine.lease = Duration::from_millis(1500);
+        config.engine.poll_interval = Duration::from_secs(600);
+    })
+    .await;
+    let mut synced = app.server.engine.subscribe();
+    wait_for_round(&mut synced, DEVICE1).await;
+    let ids = create_codes(&app, 7200..7201, Duration::ZERO).await;
+    // The round is reading the lock: another instance takes it for three seconds.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    lease_to_another_instance(&app, 3000).await;
+    // Without the renewal the code would be on the lock 1.6 s after its creation.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert!(
+        app.lock_pins(DEVICE1).await.is_empty(),
+        "programmed by a worker that no longer held the lock"
+    );
+    let (_, body) = app.get_code(&ids[0]).await;
+    assert_eq!(body["access_code"]["status"], "setting");
+    app.wait_for_status(&ids[0], "set").await;
+    assert_eq!(app.lock_pins(DEVICE1).await, vec!["7200"]);
+}
