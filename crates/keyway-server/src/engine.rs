@@ -297,17 +297,10 @@ impl Engine {
         let mut held_since = claimed_at;
         loop {
             let now = self.clock.now();
-            // Renewed when a third of it has passed: waiting for a worker permit may have
-            // outlasted the dispatcher's claim, and another instance may hold the lock now.
-            if held_since.elapsed() > self.config.lease / 3 {
-                let until = lease_end(now, self.config.lease);
-                if !self
-                    .store
-                    .claim_device(device_id, &self.owner, now, until)
-                    .await?
-                {
-                    return Ok(true);
-                }
+            // Waiting for a worker permit may have outlasted the dispatcher's claim, and
+            // another instance may hold the lock now.
+            if !self.keep_lease(device_id, &mut held_since).await? {
+                return Ok(true);
             }
             let due_by = at_offset(now, self.config.lead);
             let start = self
@@ -465,15 +458,18 @@ impl Engine {
             read_started = Instant::now();
             read = driver.read_codes(&device.device_id).await;
         }
-        // A read that outlasted a third of the lease (a slow lock, a driver near its deadline)
-        // may have outlasted the lease itself: nothing is recorded unless it is still ours.
-        if !self.still_holds(&device.device_id, read_started).await? {
-            return Ok(None);
-        }
         // A lock that takes its time per operation gets its codes one at a time, and each
         // outcome is recorded as it lands, beside the next operation: codes show `set` as the
         // lock confirms them, not when the whole batch is done.
         let slow = read_started.elapsed() >= SLOW_LOCK;
+        // A read that outlasted a third of the lease (a slow lock, a driver near its deadline)
+        // may have outlasted the lease itself: nothing is recorded unless it is still ours.
+        if !self
+            .keep_lease(&device.device_id, &mut read_started)
+            .await?
+        {
+            return Ok(None);
+        }
         let now = self.clock.now();
         let mut lock = match read {
             Ok(lock) => lock,
@@ -583,22 +579,12 @@ impl Engine {
         let mut landed = Vec::new();
         let mut plans = plans.into_iter().peekable();
         while let Some(first) = plans.next() {
-            if renewed_at.elapsed() > self.config.lease / 3 {
-                let now = self.clock.now();
-                let until = lease_end(now, self.config.lease);
-                if !self
-                    .store
-                    .claim_device(&device.device_id, &self.owner, now, until)
-                    .await?
-                {
-                    warn!("lost the device lease; leaving the rest to its new holder");
-                    // Their slots are recorded; their jobs stay for the new holder's round.
-                    left.push(first.code.access_code_id.clone());
-                    left.extend(plans.by_ref().map(|p| p.code.access_code_id.clone()));
-                    after_ops.retain(|r| !left.contains(&r.access_code_id));
-                    break;
-                }
-                renewed_at = Instant::now();
+            if !self.keep_lease(&device.device_id, &mut renewed_at).await? {
+                // Their slots are recorded; their jobs stay for the new holder's round.
+                left.push(first.code.access_code_id.clone());
+                left.extend(plans.by_ref().map(|p| p.code.access_code_id.clone()));
+                after_ops.retain(|r| !left.contains(&r.access_code_id));
+                break;
             }
             let mut outcomes = Vec::new();
             if let Op::Remove { slot } = first.op {
@@ -654,7 +640,7 @@ impl Engine {
         }
         // The same after the last operation: their slots are recorded, and the jobs stay for
         // the lease's new holder, who reads the lock first.
-        if !self.still_holds(&device.device_id, renewed_at).await? {
+        if !self.keep_lease(&device.device_id, &mut renewed_at).await? {
             return Ok(None);
         }
         lock.clear();
@@ -672,10 +658,14 @@ impl Engine {
     }
 
     /// Whether this instance still holds the device's lease, last renewed (or known held) at
-    /// `since`: renewed if a third of it has passed since, as a driver call may have outlasted
-    /// it while another instance took the lock.
-    async fn still_holds(&self, device_id: &str, since: Instant) -> keyway_store::Result<bool> {
-        if since.elapsed() <= self.config.lease / 3 {
+    /// `renewed_at`: renewed (and `renewed_at` moved) once a third of it has passed, as a wait
+    /// or a driver call may have outlasted it while another instance took the lock.
+    async fn keep_lease(
+        &self,
+        device_id: &str,
+        renewed_at: &mut Instant,
+    ) -> keyway_store::Result<bool> {
+        if renewed_at.elapsed() <= self.config.lease / 3 {
             return Ok(true);
         }
         let now = self.clock.now();
@@ -688,10 +678,12 @@ impl Engine {
                 lease_end(now, self.config.lease),
             )
             .await?;
-        if !held {
+        if held {
+            *renewed_at = Instant::now();
+        } else {
             warn!(
                 device_id,
-                "lost the device lease during a driver call; leaving the round to its new holder"
+                "lost the device lease; leaving the lock to its new holder"
             );
         }
         Ok(held)

@@ -116,15 +116,15 @@ impl ListCache {
 /// A response body sent as the pieces it is made of, its length known in advance: a kept
 /// page goes out as it was kept, shared, instead of being copied into every response.
 pub struct PageBody {
+    /// What is left to send; none empty.
     pieces: VecDeque<Bytes>,
-    remaining: u64,
 }
 
 impl PageBody {
     pub fn new(pieces: impl IntoIterator<Item = Bytes>) -> PageBody {
-        let pieces: VecDeque<Bytes> = pieces.into_iter().filter(|p| !p.is_empty()).collect();
-        let remaining = pieces.iter().map(|p| p.len() as u64).sum();
-        PageBody { pieces, remaining }
+        PageBody {
+            pieces: pieces.into_iter().filter(|p| !p.is_empty()).collect(),
+        }
     }
 }
 
@@ -136,11 +136,7 @@ impl http_body::Body for PageBody {
         mut self: Pin<&mut Self>,
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let piece = self.pieces.pop_front();
-        if let Some(piece) = &piece {
-            self.remaining -= piece.len() as u64;
-        }
-        Poll::Ready(piece.map(|piece| Ok(Frame::data(piece))))
+        Poll::Ready(self.pieces.pop_front().map(|piece| Ok(Frame::data(piece))))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -148,7 +144,7 @@ impl http_body::Body for PageBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
+        SizeHint::with_exact(self.pieces.iter().map(|p| p.len() as u64).sum())
     }
 }
 

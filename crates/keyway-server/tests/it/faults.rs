@@ -6,28 +6,25 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-fn error_codes(value: &serde_json::Value) -> Vec<String> {
-    value["errors"]
+/// The `key` of each entry of the `list` array of `value` (`errors`/`error_code`, ...).
+fn listed_codes(value: &serde_json::Value, list: &str, key: &str) -> Vec<String> {
+    value[list]
         .as_array()
-        .map(|errors| {
-            errors
+        .map(|entries| {
+            entries
                 .iter()
-                .map(|e| e["error_code"].as_str().unwrap_or_default().to_owned())
+                .map(|e| e[key].as_str().unwrap_or_default().to_owned())
                 .collect()
         })
         .unwrap_or_default()
 }
 
+fn error_codes(value: &serde_json::Value) -> Vec<String> {
+    listed_codes(value, "errors", "error_code")
+}
+
 fn warning_codes(value: &serde_json::Value) -> Vec<String> {
-    value["warnings"]
-        .as_array()
-        .map(|warnings| {
-            warnings
-                .iter()
-                .map(|w| w["warning_code"].as_str().unwrap_or_default().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
+    listed_codes(value, "warnings", "warning_code")
 }
 
 #[tokio::test]

@@ -259,35 +259,23 @@ impl AccountStore for SqliteStore {
         device_id: Option<&str>,
         name: Option<&str>,
     ) -> Result<Option<DeviceRecord>> {
-        // By id: kept between requests while nothing it shows changed.
-        let versions = device_id.map(|id| (self.db.devices_version(), self.db.code_version(id)));
-        if let (Some(id), Some(versions)) = (device_id, versions) {
-            if let Some(record) = self.devices.get(Some(workspace_id), id, versions) {
-                return Ok(name
-                    .is_none_or(|name| record.name == name)
-                    .then_some(record));
-            }
+        // By id: its record, kept between requests (see `device_by_id`), if it is in the
+        // workspace and has the name asked for.
+        if let Some(id) = device_id {
+            return Ok(self.device_by_id(id).await?.filter(|record| {
+                record.workspace_id == workspace_id && name.is_none_or(|name| record.name == name)
+            }));
         }
-        // By id through its unique index; by name otherwise.
-        let (column, value) = match (device_id, name) {
-            (Some(id), _) => ("d.device_id", id),
-            (None, Some(name)) => ("d.name", name),
-            (None, None) => return Ok(None),
+        let Some(name) = name else {
+            return Ok(None);
         };
         let sql = format!(
-            "{DEVICE_SELECT} WHERE {column} = ?1 AND d.workspace_id = ?2
-             AND (?3 IS NULL OR d.name = ?3) ORDER BY d.seq LIMIT 1"
+            "{DEVICE_SELECT} WHERE d.name = ?1 AND d.workspace_id = ?2 ORDER BY d.seq LIMIT 1"
         );
-        let (value, workspace_id) = (value.to_owned(), workspace_id.to_owned());
-        let name = name.map(str::to_owned);
-        let found: Option<DeviceRecord> = self
-            .db
-            .read(move |c| row(c, &sql, params![value, workspace_id, name]))
-            .await?;
-        if let (Some(record), Some(versions)) = (&found, versions) {
-            self.devices.put(versions, record);
-        }
-        Ok(found)
+        let (name, workspace_id) = (name.to_owned(), workspace_id.to_owned());
+        self.db
+            .read(move |c| row(c, &sql, params![name, workspace_id]))
+            .await
     }
 
     async fn set_supported_code_lengths(
@@ -317,7 +305,7 @@ impl SqliteStore {
     /// A device's record, whatever its workspace; kept between calls (see `device_cache`).
     pub(crate) async fn device_by_id(&self, device_id: &str) -> Result<Option<DeviceRecord>> {
         let versions = (self.db.devices_version(), self.db.code_version(device_id));
-        if let Some(record) = self.devices.get(None, device_id, versions) {
+        if let Some(record) = self.devices.get(device_id, versions) {
             return Ok(Some(record));
         }
         let sql = format!("{DEVICE_SELECT} WHERE d.device_id = ?");

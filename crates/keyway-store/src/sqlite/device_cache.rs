@@ -27,19 +27,12 @@ pub(crate) struct DeviceCache {
 }
 
 impl DeviceCache {
-    /// The record of `device_id` (in `workspace_id`, when given), if it was kept at `versions`.
-    pub(crate) fn get(
-        &self,
-        workspace_id: Option<&str>,
-        device_id: &str,
-        versions: Versions,
-    ) -> Option<DeviceRecord> {
+    /// The record of `device_id`, if it was kept at `versions`.
+    pub(crate) fn get(&self, device_id: &str, versions: Versions) -> Option<DeviceRecord> {
         let records = self.records.read().unwrap_or_else(|e| e.into_inner());
         records
             .get(device_id)
-            .filter(|(kept_at, record)| {
-                *kept_at == versions && workspace_id.is_none_or(|w| record.workspace_id == w)
-            })
+            .filter(|(kept_at, _)| *kept_at == versions)
             .map(|(_, record)| record.clone())
     }
 
