@@ -37,6 +37,12 @@ const LAST_LOOK_MS: i64 = 500;
 /// Least time between two looks for due devices, unless a full page was handed out.
 const DISPATCH_PAUSE: Duration = Duration::from_millis(5);
 
+/// Pause between two looks, in multiples of the time a look for the next job took.
+const LOOK_PAUSE_FACTOR: u32 = 3;
+
+/// The longest the dispatcher waits before it looks again, woken or not.
+const LONGEST_WAIT: Duration = Duration::from_secs(1);
+
 /// How many due devices one dispatch hands out at most.
 const DISPATCH_PAGE: u32 = 512;
 
@@ -184,12 +190,16 @@ impl Engine {
                 }
             }
             let now = self.clock.now();
-            let wait = match self.store.next_job_at(now, self.config.lead).await {
-                Ok(Some(at)) => {
-                    Duration::from_millis((at.millis() - now.millis()).clamp(0, 1000) as u64)
-                }
-                Ok(None) => Duration::from_secs(1),
-                Err(_) => Duration::from_secs(1),
+            let looked_at = Instant::now();
+            let next = self
+                .store
+                .next_job_at(now, self.config.lead, at_offset(now, LONGEST_WAIT))
+                .await;
+            let look = looked_at.elapsed();
+            let wait = match next {
+                Ok(Some(at)) => Duration::from_millis((at.millis() - now.millis()).max(0) as u64)
+                    .min(LONGEST_WAIT),
+                Ok(None) | Err(_) => LONGEST_WAIT,
             };
             if wait.is_zero() {
                 // Due work exists but every such device is busy: wait for a worker to finish.
@@ -200,9 +210,13 @@ impl Engine {
             }
             // API writes to locks not in flight here wake the dispatcher: under a stream of
             // them, one look (two queries) per pause serves the lot instead of one per write.
+            // A look costs more as the queue grows (it reads each job's entry in an index):
+            // waiting a few looks' time between two keeps its share of the machine small when
+            // many workers end at once, each waking the dispatcher.
+            let pause = DISPATCH_PAUSE.max(look * LOOK_PAUSE_FACTOR);
             let since = dispatched_at.elapsed();
-            if since < DISPATCH_PAUSE {
-                tokio::time::sleep(DISPATCH_PAUSE - since).await;
+            if since < pause {
+                tokio::time::sleep(pause - since).await;
             }
         }
     }

@@ -191,8 +191,14 @@ pub trait EngineStore: Send + Sync {
     ) -> Result<Vec<String>>;
 
     /// When the dispatcher should look next: when the earliest job of a device that nobody
-    /// holds is due, or `lead` before a window opening (see [`EngineStore::due_jobs`]).
-    async fn next_job_at(&self, now: Timestamp, lead: Duration) -> Result<Option<Timestamp>>;
+    /// holds is due, or `lead` before a window opening (see [`EngineStore::due_jobs`]); `None`
+    /// when that is not before `horizon` (the dispatcher looks again by then anyway).
+    async fn next_job_at(
+        &self,
+        now: Timestamp,
+        lead: Duration,
+        horizon: Timestamp,
+    ) -> Result<Option<Timestamp>>;
 
     /// Takes (or renews) the device's lease for `owner` until `until`: atomically, so that of
     /// several instances claiming one device at once exactly one gets it.

@@ -320,20 +320,28 @@ impl EngineStore for PgStore {
         .await?)
     }
 
-    async fn next_job_at(&self, now: Timestamp, lead: Duration) -> Result<Option<Timestamp>> {
+    async fn next_job_at(
+        &self,
+        now: Timestamp,
+        lead: Duration,
+        horizon: Timestamp,
+    ) -> Result<Option<Timestamp>> {
         let at: Option<i64> = sqlx::query_scalar(concat!(
             "SELECT MIN(COALESCE((",
             opening_at!(),
             ") - $2, j.run_after))
                  FROM device_jobs j JOIN devices d ON d.device_id = j.device_id
                  LEFT JOIN access_codes a ON a.access_code_id = j.access_code_id
-                 WHERE d.lease_until IS NULL OR d.lease_until < $1"
+                 WHERE (d.lease_until IS NULL OR d.lease_until < $1) AND j.run_after < $3 + $2"
         ))
         .bind(now.millis())
         .bind(i64::try_from(lead.as_millis()).unwrap_or(i64::MAX))
+        .bind(horizon.millis())
         .fetch_one(&self.pool)
         .await?;
-        Ok(at.and_then(Timestamp::from_millis))
+        Ok(at
+            .filter(|at| *at < horizon.millis())
+            .and_then(Timestamp::from_millis))
     }
 
     async fn claim_device(

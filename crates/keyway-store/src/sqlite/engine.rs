@@ -295,28 +295,21 @@ impl EngineStore for SqliteStore {
     ) -> Result<Vec<String>> {
         self.db
             .read(move |c| {
-                // Due now, or opening a window by `due_by` (see `due_jobs_in`).
                 column(
                     c,
-                    concat!(
-                        "SELECT j.device_id FROM device_jobs j
-                         JOIN devices d ON d.device_id = j.device_id
-                         LEFT JOIN access_codes a ON a.access_code_id = j.access_code_id
-                         WHERE j.run_after <= ?3 AND (d.lease_until IS NULL OR d.lease_until < ?1)
-                         GROUP BY j.device_id
-                         HAVING MIN(j.run_after) <= ?1 OR MIN(",
-                        opening_at!(),
-                        ") < COALESCE(MIN(",
-                        other_work_at!(),
-                        "), ?3 + 1) LIMIT ?2"
-                    ),
+                    DUE_DEVICES_SQL,
                     params![now.millis(), i64::from(limit), due_by.millis()],
                 )
             })
             .await
     }
 
-    async fn next_job_at(&self, now: Timestamp, lead: Duration) -> Result<Option<Timestamp>> {
+    async fn next_job_at(
+        &self,
+        now: Timestamp,
+        lead: Duration,
+        horizon: Timestamp,
+    ) -> Result<Option<Timestamp>> {
         let lead = i64::try_from(lead.as_millis()).unwrap_or(i64::MAX);
         let at: Option<i64> = self
             .db
@@ -324,20 +317,15 @@ impl EngineStore for SqliteStore {
                 // MIN always answers one row (NULL when nothing is waiting).
                 Ok(scalar::<Option<i64>>(
                     c,
-                    concat!(
-                        "SELECT MIN(COALESCE((",
-                        opening_at!(),
-                        ") - ?2, j.run_after))
-                         FROM device_jobs j JOIN devices d ON d.device_id = j.device_id
-                         LEFT JOIN access_codes a ON a.access_code_id = j.access_code_id
-                         WHERE d.lease_until IS NULL OR d.lease_until < ?1"
-                    ),
-                    params![now.millis(), lead],
+                    NEXT_JOB_AT_SQL,
+                    params![now.millis(), lead, horizon.millis()],
                 )?
                 .flatten())
             })
             .await?;
-        Ok(at.and_then(Timestamp::from_millis))
+        Ok(at
+            .filter(|at| *at < horizon.millis())
+            .and_then(Timestamp::from_millis))
     }
 
     async fn claim_device(
@@ -661,6 +649,43 @@ fn delete_jobs_in(c: &Connection, ids: &str) -> Result<()> {
     )?;
     Ok(())
 }
+
+/// Devices with work due at `?1`, or a window opening by `?3` that comes before any other
+/// work but read-backs (see `due_jobs_in`), whose lease is free; `?2` of them at most.
+///
+/// The dispatcher asks this whenever a worker ends: each device's first job comes from the
+/// covering index `device_jobs_device`, one entry per job and no lookup, and the lease and the
+/// jobs' codes are looked at per device, not per job; the codes only for a device whose first
+/// job is not due yet.
+const DUE_DEVICES_SQL: &str = concat!(
+    "WITH per_device AS (SELECT device_id, MIN(run_after) AS first FROM device_jobs
+        WHERE run_after <= ?3 GROUP BY device_id)
+     SELECT p.device_id FROM per_device p JOIN devices d ON d.device_id = p.device_id
+     WHERE (d.lease_until IS NULL OR d.lease_until < ?1)
+     AND (p.first <= ?1 OR (SELECT MIN(",
+    opening_at!(),
+    ") < COALESCE(MIN(",
+    other_work_at!(),
+    "), ?3 + 1)
+        FROM device_jobs j LEFT JOIN access_codes a ON a.access_code_id = j.access_code_id
+        WHERE j.device_id = p.device_id AND j.run_after <= ?3))
+     LIMIT ?2"
+);
+
+/// When the dispatcher should look next: the earliest job of a device whose lease is free at
+/// `?1`, a window's opening counting `?2` (the lead) early. Per device, that is its first job,
+/// or an opening less than the lead after it, less the lead. Jobs from `?3` (the horizon) on
+/// plus the lead cannot come before the horizon and are not looked at.
+const NEXT_JOB_AT_SQL: &str = concat!(
+    "WITH per_device AS (SELECT device_id, MIN(run_after) AS first FROM device_jobs
+        WHERE run_after < ?3 + ?2 GROUP BY device_id)
+     SELECT MIN(COALESCE((SELECT MIN(",
+    opening_at!(),
+    ") FROM device_jobs j LEFT JOIN access_codes a ON a.access_code_id = j.access_code_id
+        WHERE j.device_id = p.device_id AND j.run_after < p.first + ?2) - ?2, p.first))
+     FROM per_device p JOIN devices d ON d.device_id = p.device_id
+     WHERE d.lease_until IS NULL OR d.lease_until < ?1"
+);
 
 /// A device's confirmed codes. Like every query on a device's slots, it names
 /// `slot IS NOT NULL`, so that the partial index `access_codes_device_slot` serves it.
@@ -1049,6 +1074,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_dispatcher_finds_each_devices_first_job_without_a_lookup_per_job() {
+        let (dir, _store, _device) = seeded().await;
+        let path = dir.path().join("keyway.sqlite");
+        for sql in [DUE_DEVICES_SQL, NEXT_JOB_AT_SQL] {
+            let plan = plan_of(&path, sql);
+            assert!(
+                plan.contains("COVERING INDEX device_jobs_device"),
+                "{sql}: {plan}"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn a_window_opening_is_due_ahead_unless_other_work_comes_first() {
         let (_dir, store, device) = seeded().await;
         let id = device.device_id.clone();
@@ -1065,10 +1103,16 @@ mod tests {
         assert!(devices(at(4_000)).await.expect("due").is_empty());
         // The dispatcher looks again three seconds before the opening (its lead).
         let next = store
-            .next_job_at(at(1_000), Duration::from_secs(3))
+            .next_job_at(at(1_000), Duration::from_secs(3), at(3_000))
             .await
             .expect("next");
         assert_eq!(next, Some(at(2_000)));
+        // Not before a horizon that comes first.
+        let later = store
+            .next_job_at(at(1_000), Duration::from_secs(3), at(2_000))
+            .await
+            .expect("next");
+        assert_eq!(later, None);
         assert_eq!(devices(at(6_000)).await.expect("due"), vec![id.clone()]);
 
         // A read-back before the opening comes along with it; the round acts at the opening.
