@@ -27,6 +27,49 @@ pub(crate) const CODE_COLUMNS: &str = "seq, access_code_id, workspace_id, device
         AND b.is_backup = 1 AND b.pulled_for_access_code_id IS NULL AND b.status = 'set' \
         AND b.deleted = 0)) AS is_backup_access_code_available";
 
+/// A row of `SELECT {CODE_COLUMNS}`, read by position: on the engine's paths a code is read
+/// once per step, and looking every column up by name cost as much as the query itself.
+pub(crate) fn code_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AccessCodeRow> {
+    Ok(AccessCodeRow {
+        seq: r.get(0)?,
+        access_code_id: r.get(1)?,
+        workspace_id: r.get(2)?,
+        device_id: r.get(3)?,
+        is_managed: r.get(4)?,
+        name: r.get(5)?,
+        code: r.get(6)?,
+        kind: r.get(7)?,
+        starts_at: r.get(8)?,
+        ends_at: r.get(9)?,
+        status: r.get(10)?,
+        deleted: r.get(11)?,
+        slot: r.get(12)?,
+        confirmed_code: r.get(13)?,
+        errors: r.get(14)?,
+        warnings: r.get(15)?,
+        is_external_modification_allowed: r.get(16)?,
+        is_one_time_use: r.get(17)?,
+        is_offline_access_code: r.get(18)?,
+        common_code_key: r.get(19)?,
+        pending_since: r.get(20)?,
+        created_at: r.get(21)?,
+        is_backup: r.get(22)?,
+        pulled_backup_access_code_id: r.get(23)?,
+        is_backup_access_code_available: r.get(24)?,
+    })
+}
+
+/// The code rows `sql` (a `SELECT {CODE_COLUMNS}`) answers.
+pub(crate) fn code_rows(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<AccessCodeRow>> {
+    let mut statement = c.prepare_cached(sql)?;
+    let rows = statement.query_map(params, code_from_row)?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
 const ATTEMPT_COLUMNS: &str = "action_attempt_id, action_type, status, result, error";
 
 #[async_trait]
@@ -761,6 +804,34 @@ mod tests {
     use super::super::testing::{at, seeded};
     use super::*;
     use crate::SEED;
+
+    #[tokio::test]
+    async fn a_code_read_by_position_is_the_code_read_by_column_name() {
+        let (dir, store, device) = seeded().await;
+        let (code, _) = store
+            .create_access_code(new_code(&device, "2468", Some((1_000, 2_000))), at(0))
+            .await
+            .expect("created");
+        let conn = Connection::open(dir.path().join("keyway.sqlite")).expect("opens");
+        // Every column its own value, so that two columns read in each other's place show.
+        conn.execute(
+            "UPDATE access_codes SET name = 'n', code = 'c', errors = '[1]', warnings = '[2]',
+                slot = 7, confirmed_code = 'cc', common_code_key = 'k', pending_since = 11,
+                starts_at = 12, ends_at = 13, created_at = 14, is_backup = 1, deleted = 1,
+                pulled_backup_access_code_id = 'p', is_one_time_use = 1, status = 's',
+                is_external_modification_allowed = 0, is_offline_access_code = 1
+             WHERE access_code_id = ?",
+            params![code.access_code_id],
+        )
+        .expect("updated");
+        let sql = format!("SELECT {CODE_COLUMNS} FROM access_codes WHERE access_code_id = ?");
+        let by_name: AccessCodeRow = row(&conn, &sql, params![code.access_code_id])
+            .expect("read")
+            .expect("row");
+        let by_position = code_rows(&conn, &sql, params![code.access_code_id]).expect("read");
+        assert_eq!(by_position.len(), 1);
+        assert_eq!(format!("{:?}", by_position[0]), format!("{by_name:?}"));
+    }
 
     fn new_code<'a>(
         device: &'a DeviceRecord,

@@ -2,18 +2,19 @@
 //! transaction with the job that caused it. One process owns the file, so a lease is only ever
 //! contended by that process's own workers.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use keyway_model::{AccessCode, ActionAttempt, ActionType, EventType, Timestamp};
 use rusqlite::{params, Connection};
 
-use super::access_codes::CODE_COLUMNS;
+use super::access_codes::{code_rows, CODE_COLUMNS};
 use super::accounts::DEVICE_SELECT;
 use super::db::{column, exec, row, rows, scalar};
 use super::tx::{
-    fetch_attempt, fetch_code, insert_attempt, insert_event, insert_event_with, insert_job,
-    resolve_attempt, resolve_attempt_as, try_fetch_code,
+    fetch_attempt, insert_attempt, insert_event, insert_event_with, insert_job, one,
+    resolve_attempt, try_fetch_code,
 };
 use super::SqliteStore;
 use crate::accounts::DeviceRecord;
@@ -719,7 +720,7 @@ fn engine_codes_in(c: &Connection, ids: &str) -> Result<Vec<EngineCode>> {
          WHERE access_code_id IN (SELECT value FROM json_each(?))
          AND (is_managed = 1 OR deleted = 1)"
     );
-    let rows: Vec<AccessCodeRow> = rows(c, &sql, params![ids])?;
+    let rows = code_rows(c, &sql, params![ids])?;
     rows.into_iter().map(EngineCode::from_row).collect()
 }
 
@@ -856,7 +857,7 @@ fn apply_outcome(
                     errors = '[]', warnings = '[]', pending_since = NULL WHERE access_code_id = ?",
                 params![id],
             )?;
-            settle_attempts(c, id)?;
+            settle_attempts(c, id, row.seq)?;
         }
         CodeOutcome::Gone { was_on_lock } => {
             exec(
@@ -935,16 +936,31 @@ fn mark_set(
     now: Timestamp,
 ) -> Result<bool> {
     use rusqlite::OptionalExtension;
-    let found: Option<(String, Option<String>, Option<String>, String)> = c
+    type Found = (
+        i64,
+        Option<i64>,
+        String,
+        Option<String>,
+        Option<String>,
+        String,
+    );
+    let found: Option<Found> = c
         .prepare_cached(
-            "SELECT status, code, confirmed_code, warnings FROM access_codes
+            "SELECT seq, slot, status, code, confirmed_code, warnings FROM access_codes
              WHERE access_code_id = ?",
         )?
         .query_row(params![id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
         })
         .optional()?;
-    let Some((status, code, confirmed_code, warnings)) = found else {
+    let Some((seq, known_slot, status, code, confirmed_code, warnings)) = found else {
         return Ok(false);
     };
     let warnings = if warnings == "[]" {
@@ -952,12 +968,23 @@ fn mark_set(
     } else {
         json(&stored_warnings_once_set(&warnings)?)?
     };
-    exec(
-        c,
-        "UPDATE access_codes SET slot = ?, confirmed_code = code, status = 'set',
-            errors = '[]', warnings = ?, pending_since = NULL WHERE access_code_id = ?",
-        params![i64::from(slot), warnings, id],
-    )?;
+    // By row id, found above; the slot only when it moved (naming it rewrites the row's
+    // entries in the indexes on slots, changed or not).
+    if known_slot == Some(i64::from(slot)) {
+        exec(
+            c,
+            "UPDATE access_codes SET confirmed_code = code, status = 'set', errors = '[]',
+                warnings = ?, pending_since = NULL WHERE seq = ?",
+            params![warnings, seq],
+        )?;
+    } else {
+        exec(
+            c,
+            "UPDATE access_codes SET slot = ?, confirmed_code = code, status = 'set',
+                errors = '[]', warnings = ?, pending_since = NULL WHERE seq = ?",
+            params![i64::from(slot), warnings, seq],
+        )?;
+    }
     if status != "set" || confirmed_code != code {
         insert_event(
             c,
@@ -968,7 +995,7 @@ fn mark_set(
             now,
         )?;
     }
-    settle_attempts(c, id)?;
+    settle_attempts(c, id, seq)?;
     Ok(true)
 }
 
@@ -983,10 +1010,24 @@ fn mark_removing(c: &Connection, id: &str, now: Timestamp) -> Result<bool> {
     Ok(changed == 1)
 }
 
-/// Settles the pending create/update attempts of a code with the code as it now stands.
-fn settle_attempts(c: &Connection, access_code_id: &str) -> Result<()> {
-    let pending = pending_attempts(c, access_code_id)?;
-    if pending.is_empty() {
+/// Settles the pending create/update attempts of a code (row id `seq`) with the code as it
+/// now stands. The code and the attempts are read and written by their row ids.
+fn settle_attempts(c: &Connection, access_code_id: &str, seq: i64) -> Result<()> {
+    static CODE_SQL: LazyLock<String> =
+        LazyLock::new(|| format!("SELECT {CODE_COLUMNS} FROM access_codes WHERE seq = ?"));
+    let pending: Vec<(i64, String)> = c
+        .prepare_cached(
+            "SELECT seq, action_type FROM action_attempts
+             WHERE access_code_id = ? AND status = 'pending'",
+        )?
+        .query_map(params![access_code_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<std::result::Result<_, _>>()?;
+    let settled: Vec<i64> = pending
+        .into_iter()
+        .filter(|(_, action_type)| action_type != ActionType::DeleteAccessCode.as_str())
+        .map(|(attempt, _)| attempt)
+        .collect();
+    if settled.is_empty() {
         return Ok(());
     }
     /// What a create or update attempt answers: the code as it was set.
@@ -994,15 +1035,19 @@ fn settle_attempts(c: &Connection, access_code_id: &str) -> Result<()> {
     struct Settled<'a> {
         access_code: &'a AccessCode,
     }
-    let access_code = fetch_code(c, access_code_id)?.into_managed()?;
+    let code = one(code_rows(c, &CODE_SQL, params![seq])?.pop())?;
+    let access_code = code.into_managed()?;
     let result = serde_json::to_string(&Settled {
         access_code: &access_code,
     })
     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    for (attempt_id, action_type) in pending {
-        if action_type != ActionType::DeleteAccessCode.as_str() {
-            resolve_attempt_as(c, &attempt_id, Ok(result.clone()))?;
-        }
+    for attempt in settled {
+        exec(
+            c,
+            "UPDATE action_attempts SET status = 'success', result = ?, error = NULL
+             WHERE seq = ? AND status = 'pending'",
+            params![result, attempt],
+        )?;
     }
     Ok(())
 }

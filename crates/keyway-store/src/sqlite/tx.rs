@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use keyway_model::{ActionAttempt, ActionType, EventType, Timestamp};
 use rusqlite::{params, Connection};
 
-use super::access_codes::CODE_COLUMNS;
+use super::access_codes::{code_rows, CODE_COLUMNS};
 use super::accounts::DEVICE_SELECT;
 use super::db::{exec, row};
 use crate::accounts::DeviceRecord;
@@ -31,7 +31,7 @@ pub(crate) fn try_fetch_code(
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!("SELECT {CODE_COLUMNS} FROM access_codes WHERE access_code_id = ?")
     });
-    row(c, &SQL, params![access_code_id])
+    Ok(code_rows(c, &SQL, params![access_code_id])?.pop())
 }
 
 pub(crate) fn device(c: &Connection, device_id: &str) -> Result<DeviceRecord> {
