@@ -621,14 +621,12 @@ fn due_jobs_in(
 ) -> Result<Vec<DeviceJob>> {
     // Due at `now`; or else, when the device's first window opening (by `due_by`) comes
     // before any other work but read-backs, those openings and the read-backs before them.
-    rows(
-        c,
-        concat!(
-            "WITH ahead AS (SELECT MIN(",
-            opening_at!(),
-            ") AS opening, MIN(",
-            other_work_at!(),
-            ") AS other
+    let mut statement = c.prepare_cached(concat!(
+        "WITH ahead AS (SELECT MIN(",
+        opening_at!(),
+        ") AS opening, MIN(",
+        other_work_at!(),
+        ") AS other
             FROM device_jobs j LEFT JOIN access_codes a ON a.access_code_id = j.access_code_id
             WHERE j.device_id = ?1 AND j.run_after <= ?4)
          SELECT job_id, access_code_id, attempts, action, action_attempt_id, run_after
@@ -636,9 +634,21 @@ fn due_jobs_in(
             WHEN opening > ?2 AND (other IS NULL OR other > opening) THEN opening ELSE ?2 END
             FROM ahead)
          ORDER BY run_after, job_id LIMIT ?3"
-        ),
+    ))?;
+    let jobs = statement.query_map(
         params![device_id, now.millis(), i64::from(limit), due_by.millis()],
-    )
+        |r| {
+            Ok(DeviceJob {
+                job_id: r.get(0)?,
+                access_code_id: r.get(1)?,
+                attempts: r.get(2)?,
+                action: r.get(3)?,
+                action_attempt_id: r.get(4)?,
+                run_after: r.get(5)?,
+            })
+        },
+    )?;
+    Ok(jobs.collect::<std::result::Result<_, _>>()?)
 }
 
 /// Deletes the jobs whose ids `ids` lists (a JSON array).
@@ -701,8 +711,18 @@ const RESERVED_SQL: &str =
 const KNOWN_SLOTS_SQL: &str = "SELECT access_code_id, is_managed, slot, code, confirmed_code
     FROM access_codes WHERE device_id = ? AND slot IS NOT NULL";
 
+// The reads below come once per round and answer a row per code on the lock: by position.
 fn confirmed_in(c: &Connection, device_id: &str) -> Result<Vec<ConfirmedCode>> {
-    rows(c, CONFIRMED_SQL, params![device_id])
+    let mut statement = c.prepare_cached(CONFIRMED_SQL)?;
+    let codes = statement.query_map(params![device_id], |r| {
+        Ok(ConfirmedCode {
+            access_code_id: r.get(0)?,
+            slot: r.get(1)?,
+            confirmed_code: r.get(2)?,
+            is_external_modification_allowed: r.get(3)?,
+        })
+    })?;
+    Ok(codes.collect::<std::result::Result<_, _>>()?)
 }
 
 fn reserved_in(c: &Connection, device_id: &str) -> Result<Vec<u32>> {
@@ -766,7 +786,17 @@ fn record_in(
 }
 
 fn known_slots(c: &Connection, device_id: &str) -> Result<Vec<KnownSlot>> {
-    rows(c, KNOWN_SLOTS_SQL, params![device_id])
+    let mut statement = c.prepare_cached(KNOWN_SLOTS_SQL)?;
+    let slots = statement.query_map(params![device_id], |r| {
+        Ok(KnownSlot {
+            access_code_id: r.get(0)?,
+            is_managed: r.get(1)?,
+            slot: r.get(2)?,
+            code: r.get(3)?,
+            confirmed_code: r.get(4)?,
+        })
+    })?;
+    Ok(slots.collect::<std::result::Result<_, _>>()?)
 }
 
 /// The body of `observe_lock`: unmanaged codes brought in line with the lock's slots.
