@@ -40,6 +40,9 @@ const DISPATCH_PAUSE: Duration = Duration::from_millis(5);
 /// Pause between two looks, in multiples of the time a look for the next job took.
 const LOOK_PAUSE_FACTOR: u32 = 3;
 
+/// The longest pause between two looks that `LOOK_PAUSE_FACTOR` may ask for.
+const LONGEST_LOOK_PAUSE: Duration = Duration::from_millis(200);
+
 /// The longest the dispatcher waits before it looks again, woken or not.
 const LONGEST_WAIT: Duration = Duration::from_secs(1);
 
@@ -213,7 +216,9 @@ impl Engine {
             // A look costs more as the queue grows (it reads each job's entry in an index):
             // waiting a few looks' time between two keeps its share of the machine small when
             // many workers end at once, each waking the dispatcher.
-            let pause = DISPATCH_PAUSE.max(look * LOOK_PAUSE_FACTOR);
+            // At most `LONGEST_LOOK_PAUSE`: a look that waited for a database connection says
+            // nothing of the queue.
+            let pause = DISPATCH_PAUSE.max((look * LOOK_PAUSE_FACTOR).min(LONGEST_LOOK_PAUSE));
             let since = dispatched_at.elapsed();
             if since < pause {
                 tokio::time::sleep(pause - since).await;
