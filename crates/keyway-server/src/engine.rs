@@ -204,21 +204,27 @@ impl Engine {
                     .min(LONGEST_WAIT),
                 Ok(None) | Err(_) => LONGEST_WAIT,
             };
-            if wait.is_zero() {
-                // Due work exists but every such device is busy: wait for a worker to finish.
-                let _ =
-                    tokio::time::timeout(Duration::from_millis(200), self.wake.notified()).await;
+            // Due work exists but every such device is busy: wait for a worker to finish.
+            let wait = if wait.is_zero() {
+                Duration::from_millis(200)
             } else {
-                let _ = tokio::time::timeout(wait, self.wake.notified()).await;
-            }
+                wait
+            };
+            let woken = tokio::time::timeout(wait, self.wake.notified())
+                .await
+                .is_ok();
             // API writes to locks not in flight here wake the dispatcher: under a stream of
             // them, one look (two queries) per pause serves the lot instead of one per write.
             // A look costs more as the queue grows (it reads each job's entry in an index):
-            // waiting a few looks' time between two keeps its share of the machine small when
-            // many workers end at once, each waking the dispatcher.
-            // At most `LONGEST_LOOK_PAUSE`: a look that waited for a database connection says
-            // nothing of the queue.
-            let pause = DISPATCH_PAUSE.max((look * LOOK_PAUSE_FACTOR).min(LONGEST_LOOK_PAUSE));
+            // after a wake, waiting a few looks' time keeps the looks' share of the machine
+            // small when many workers end at once, each waking the dispatcher. At most
+            // `LONGEST_LOOK_PAUSE` (a look that waited for a connection says nothing of the
+            // queue); a job that came due (no wake) is looked for at once.
+            let pause = if woken {
+                DISPATCH_PAUSE.max((look * LOOK_PAUSE_FACTOR).min(LONGEST_LOOK_PAUSE))
+            } else {
+                DISPATCH_PAUSE
+            };
             let since = dispatched_at.elapsed();
             if since < pause {
                 tokio::time::sleep(pause - since).await;

@@ -326,17 +326,18 @@ impl EngineStore for PgStore {
         lead: Duration,
         horizon: Timestamp,
     ) -> Result<Option<Timestamp>> {
+        let lead = i64::try_from(lead.as_millis()).unwrap_or(i64::MAX);
         let at: Option<i64> = sqlx::query_scalar(concat!(
             "SELECT MIN(COALESCE((",
             opening_at!(),
             ") - $2, j.run_after))
                  FROM device_jobs j JOIN devices d ON d.device_id = j.device_id
                  LEFT JOIN access_codes a ON a.access_code_id = j.access_code_id
-                 WHERE (d.lease_until IS NULL OR d.lease_until < $1) AND j.run_after < $3 + $2"
+                 WHERE (d.lease_until IS NULL OR d.lease_until < $1) AND j.run_after < $3"
         ))
         .bind(now.millis())
-        .bind(i64::try_from(lead.as_millis()).unwrap_or(i64::MAX))
-        .bind(horizon.millis())
+        .bind(lead)
+        .bind(horizon.millis().saturating_add(lead))
         .fetch_one(&self.pool)
         .await?;
         Ok(at

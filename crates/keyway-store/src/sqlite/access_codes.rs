@@ -828,6 +828,44 @@ mod tests {
         let by_name: AccessCodeRow = row(&conn, &sql, params![code.access_code_id])
             .expect("read")
             .expect("row");
+        // The columns in the order `code_from_row` reads them (flags share values above).
+        let names: Vec<String> = conn
+            .prepare(&sql)
+            .expect("prepares")
+            .column_names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "seq",
+                "access_code_id",
+                "workspace_id",
+                "device_id",
+                "is_managed",
+                "name",
+                "code",
+                "type",
+                "starts_at",
+                "ends_at",
+                "status",
+                "deleted",
+                "slot",
+                "confirmed_code",
+                "errors",
+                "warnings",
+                "is_external_modification_allowed",
+                "is_one_time_use",
+                "is_offline_access_code",
+                "common_code_key",
+                "pending_since",
+                "created_at",
+                "is_backup",
+                "pulled_backup_access_code_id",
+                "is_backup_access_code_available"
+            ]
+        );
         let by_position = code_rows(&conn, &sql, params![code.access_code_id]).expect("read");
         assert_eq!(by_position.len(), 1);
         assert_eq!(format!("{:?}", by_position[0]), format!("{by_name:?}"));

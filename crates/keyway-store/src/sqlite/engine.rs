@@ -319,7 +319,7 @@ impl EngineStore for SqliteStore {
                 Ok(scalar::<Option<i64>>(
                     c,
                     NEXT_JOB_AT_SQL,
-                    params![now.millis(), lead, horizon.millis()],
+                    params![now.millis(), lead, horizon.millis().saturating_add(lead)],
                 )?
                 .flatten())
             })
@@ -612,6 +612,22 @@ fn release_in(c: &Connection, device_id: &str, owner: &str) -> Result<()> {
     Ok(())
 }
 
+/// The jobs `due_jobs_in` answers: `?1` the device, `?2` now, `?3` the limit, `?4` due by.
+const DUE_JOBS_SQL: &str = concat!(
+    "WITH ahead AS (SELECT MIN(",
+    opening_at!(),
+    ") AS opening, MIN(",
+    other_work_at!(),
+    ") AS other
+            FROM device_jobs j LEFT JOIN access_codes a ON a.access_code_id = j.access_code_id
+            WHERE j.device_id = ?1 AND j.run_after <= ?4)
+         SELECT job_id, access_code_id, attempts, action, action_attempt_id, run_after
+         FROM device_jobs WHERE device_id = ?1 AND run_after <= (SELECT CASE
+            WHEN opening > ?2 AND (other IS NULL OR other > opening) THEN opening ELSE ?2 END
+            FROM ahead)
+         ORDER BY run_after, job_id LIMIT ?3"
+);
+
 fn due_jobs_in(
     c: &Connection,
     device_id: &str,
@@ -621,20 +637,7 @@ fn due_jobs_in(
 ) -> Result<Vec<DeviceJob>> {
     // Due at `now`; or else, when the device's first window opening (by `due_by`) comes
     // before any other work but read-backs, those openings and the read-backs before them.
-    let mut statement = c.prepare_cached(concat!(
-        "WITH ahead AS (SELECT MIN(",
-        opening_at!(),
-        ") AS opening, MIN(",
-        other_work_at!(),
-        ") AS other
-            FROM device_jobs j LEFT JOIN access_codes a ON a.access_code_id = j.access_code_id
-            WHERE j.device_id = ?1 AND j.run_after <= ?4)
-         SELECT job_id, access_code_id, attempts, action, action_attempt_id, run_after
-         FROM device_jobs WHERE device_id = ?1 AND run_after <= (SELECT CASE
-            WHEN opening > ?2 AND (other IS NULL OR other > opening) THEN opening ELSE ?2 END
-            FROM ahead)
-         ORDER BY run_after, job_id LIMIT ?3"
-    ))?;
+    let mut statement = c.prepare_cached(DUE_JOBS_SQL)?;
     let jobs = statement.query_map(
         params![device_id, now.millis(), i64::from(limit), due_by.millis()],
         |r| {
@@ -685,11 +688,11 @@ const DUE_DEVICES_SQL: &str = concat!(
 
 /// When the dispatcher should look next: the earliest job of a device whose lease is free at
 /// `?1`, a window's opening counting `?2` (the lead) early. Per device, that is its first job,
-/// or an opening less than the lead after it, less the lead. Jobs from `?3` (the horizon) on
-/// plus the lead cannot come before the horizon and are not looked at.
+/// or an opening less than the lead after it, less the lead. Jobs from `?3` (the horizon plus
+/// the lead) on cannot come before the horizon and are not looked at.
 const NEXT_JOB_AT_SQL: &str = concat!(
     "WITH per_device AS (SELECT device_id, MIN(run_after) AS first FROM device_jobs
-        WHERE run_after < ?3 + ?2 GROUP BY device_id)
+        WHERE run_after < ?3 GROUP BY device_id)
      SELECT MIN(COALESCE((SELECT MIN(",
     opening_at!(),
     ") FROM device_jobs j LEFT JOIN access_codes a ON a.access_code_id = j.access_code_id
@@ -1146,6 +1149,50 @@ mod tests {
         }
         let plan = plan_of(&path, super::super::access_codes::CLASH_SQL);
         assert!(plan.contains("access_codes_device_code"), "{plan}");
+    }
+
+    #[tokio::test]
+    async fn rows_read_by_position_name_their_columns_in_the_readers_order() {
+        let (dir, _store, _device) = seeded().await;
+        let conn = Connection::open(dir.path().join("keyway.sqlite")).expect("opens");
+        let columns = |sql: &str| -> Vec<String> {
+            let statement = conn.prepare(sql).expect("prepares");
+            statement
+                .column_names()
+                .into_iter()
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(
+            columns(CONFIRMED_SQL),
+            [
+                "access_code_id",
+                "slot",
+                "confirmed_code",
+                "is_external_modification_allowed"
+            ]
+        );
+        assert_eq!(
+            columns(KNOWN_SLOTS_SQL),
+            [
+                "access_code_id",
+                "is_managed",
+                "slot",
+                "code",
+                "confirmed_code"
+            ]
+        );
+        assert_eq!(
+            columns(DUE_JOBS_SQL),
+            [
+                "job_id",
+                "access_code_id",
+                "attempts",
+                "action",
+                "action_attempt_id",
+                "run_after"
+            ]
+        );
     }
 
     #[tokio::test]
