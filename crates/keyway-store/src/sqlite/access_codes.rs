@@ -65,9 +65,7 @@ pub(crate) fn code_rows(
     sql: &str,
     params: impl rusqlite::Params,
 ) -> Result<Vec<AccessCodeRow>> {
-    let mut statement = c.prepare_cached(sql)?;
-    let rows = statement.query_map(params, code_from_row)?;
-    Ok(rows.collect::<std::result::Result<_, _>>()?)
+    super::db::mapped(c, sql, params, code_from_row)
 }
 
 const ATTEMPT_COLUMNS: &str = "action_attempt_id, action_type, status, result, error";

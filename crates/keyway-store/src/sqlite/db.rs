@@ -529,15 +529,26 @@ pub(crate) fn scalar<T: rusqlite::types::FromSql>(
         .optional()?)
 }
 
+/// Every row of `sql`, read by position with `read` (cheaper than by column name, for rows
+/// read on every engine round).
+pub(crate) fn mapped<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    read: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let values = statement.query_map(params, read)?;
+    Ok(values.collect::<std::result::Result<Vec<T>, _>>()?)
+}
+
 /// The first column of every row of `sql`.
 pub(crate) fn column<T: rusqlite::types::FromSql>(
     conn: &Connection,
     sql: &str,
     params: impl rusqlite::Params,
 ) -> Result<Vec<T>> {
-    let mut statement = conn.prepare_cached(sql)?;
-    let values = statement.query_map(params, |row| row.get::<_, T>(0))?;
-    Ok(values.collect::<std::result::Result<Vec<T>, _>>()?)
+    mapped(conn, sql, params, |row| row.get::<_, T>(0))
 }
 
 /// Runs a statement; answers how many rows it changed.

@@ -11,7 +11,7 @@ use rusqlite::{params, Connection};
 
 use super::access_codes::{code_rows, CODE_COLUMNS};
 use super::accounts::DEVICE_SELECT;
-use super::db::{column, exec, row, rows, scalar};
+use super::db::{column, exec, mapped, row, rows, scalar};
 use super::tx::{
     fetch_attempt, insert_attempt, insert_event, insert_event_with, insert_job, one,
     resolve_attempt, try_fetch_code,
@@ -637,8 +637,9 @@ fn due_jobs_in(
 ) -> Result<Vec<DeviceJob>> {
     // Due at `now`; or else, when the device's first window opening (by `due_by`) comes
     // before any other work but read-backs, those openings and the read-backs before them.
-    let mut statement = c.prepare_cached(DUE_JOBS_SQL)?;
-    let jobs = statement.query_map(
+    mapped(
+        c,
+        DUE_JOBS_SQL,
         params![device_id, now.millis(), i64::from(limit), due_by.millis()],
         |r| {
             Ok(DeviceJob {
@@ -650,8 +651,7 @@ fn due_jobs_in(
                 run_after: r.get(5)?,
             })
         },
-    )?;
-    Ok(jobs.collect::<std::result::Result<_, _>>()?)
+    )
 }
 
 /// Deletes the jobs whose ids `ids` lists (a JSON array).
@@ -716,16 +716,14 @@ const KNOWN_SLOTS_SQL: &str = "SELECT access_code_id, is_managed, slot, code, co
 
 // The reads below come once per round and answer a row per code on the lock: by position.
 fn confirmed_in(c: &Connection, device_id: &str) -> Result<Vec<ConfirmedCode>> {
-    let mut statement = c.prepare_cached(CONFIRMED_SQL)?;
-    let codes = statement.query_map(params![device_id], |r| {
+    mapped(c, CONFIRMED_SQL, params![device_id], |r| {
         Ok(ConfirmedCode {
             access_code_id: r.get(0)?,
             slot: r.get(1)?,
             confirmed_code: r.get(2)?,
             is_external_modification_allowed: r.get(3)?,
         })
-    })?;
-    Ok(codes.collect::<std::result::Result<_, _>>()?)
+    })
 }
 
 fn reserved_in(c: &Connection, device_id: &str) -> Result<Vec<u32>> {
@@ -789,8 +787,7 @@ fn record_in(
 }
 
 fn known_slots(c: &Connection, device_id: &str) -> Result<Vec<KnownSlot>> {
-    let mut statement = c.prepare_cached(KNOWN_SLOTS_SQL)?;
-    let slots = statement.query_map(params![device_id], |r| {
+    mapped(c, KNOWN_SLOTS_SQL, params![device_id], |r| {
         Ok(KnownSlot {
             access_code_id: r.get(0)?,
             is_managed: r.get(1)?,
@@ -798,8 +795,7 @@ fn known_slots(c: &Connection, device_id: &str) -> Result<Vec<KnownSlot>> {
             code: r.get(3)?,
             confirmed_code: r.get(4)?,
         })
-    })?;
-    Ok(slots.collect::<std::result::Result<_, _>>()?)
+    })
 }
 
 /// The body of `observe_lock`: unmanaged codes brought in line with the lock's slots.
@@ -1048,18 +1044,13 @@ fn mark_removing(c: &Connection, id: &str, now: Timestamp) -> Result<bool> {
 fn settle_attempts(c: &Connection, access_code_id: &str, seq: i64) -> Result<()> {
     static CODE_SQL: LazyLock<String> =
         LazyLock::new(|| format!("SELECT {CODE_COLUMNS} FROM access_codes WHERE seq = ?"));
-    let pending: Vec<(i64, String)> = c
-        .prepare_cached(
-            "SELECT seq, action_type FROM action_attempts
-             WHERE access_code_id = ? AND status = 'pending'",
-        )?
-        .query_map(params![access_code_id], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<std::result::Result<_, _>>()?;
-    let settled: Vec<i64> = pending
-        .into_iter()
-        .filter(|(_, action_type)| action_type != ActionType::DeleteAccessCode.as_str())
-        .map(|(attempt, _)| attempt)
-        .collect();
+    // A pending deletion stays pending: the code is still to leave the lock.
+    let settled: Vec<i64> = column(
+        c,
+        "SELECT seq FROM action_attempts
+         WHERE access_code_id = ? AND status = 'pending' AND action_type != ?",
+        params![access_code_id, ActionType::DeleteAccessCode.as_str()],
+    )?;
     if settled.is_empty() {
         return Ok(());
     }

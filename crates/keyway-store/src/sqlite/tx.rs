@@ -187,21 +187,8 @@ pub(crate) fn resolve_attempt(
     action_attempt_id: &str,
     outcome: std::result::Result<serde_json::Value, (&str, &str)>,
 ) -> Result<()> {
-    resolve_attempt_as(
-        c,
-        action_attempt_id,
-        outcome.map(|result| result.to_string()),
-    )
-}
-
-/// [`resolve_attempt`] with a result already in JSON.
-pub(crate) fn resolve_attempt_as(
-    c: &Connection,
-    action_attempt_id: &str,
-    outcome: std::result::Result<String, (&str, &str)>,
-) -> Result<()> {
     let (status, result, error) = match outcome {
-        Ok(result) => ("success", Some(result), None),
+        Ok(result) => ("success", Some(result.to_string()), None),
         Err((kind, message)) => (
             "error",
             None,
