@@ -463,12 +463,13 @@ pub(crate) fn with_delay_warning(
 
 /// The code's errors with `error_code` (re)placed.
 pub(crate) fn with_error(
-    row: &AccessCodeRow,
+    errors: &str,
     error_code: &str,
     message: &str,
     now: Timestamp,
 ) -> Result<Vec<AccessCodeError>> {
-    let mut errors = row.errors()?;
+    let mut errors: Vec<AccessCodeError> =
+        serde_json::from_str(errors).map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
     errors.retain(|e| e.error_code != error_code);
     errors.push(AccessCodeError::access_code(
         error_code,

@@ -753,7 +753,7 @@ async fn apply_outcome(
             event,
             removal,
         } => {
-            let errors = with_error(&row, error_code, &message, now)?;
+            let errors = with_error(&row.errors, error_code, &message, now)?;
             let status = if removal { "removing" } else { "unset" };
             sqlx::query(
                 "UPDATE access_codes SET errors = $1, status = $2, pending_since = NULL

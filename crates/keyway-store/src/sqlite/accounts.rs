@@ -102,7 +102,7 @@ impl AccountStore for SqliteStore {
         );
         self.db
             .write(move |c| {
-                let (id, workspace_id, account_type, type_display, display_name) = values;
+                let (id, workspace_id, account_type, type_display, display_name) = &values;
                 exec(
                     c,
                     "INSERT INTO connected_accounts (connected_account_id, workspace_id,
@@ -193,7 +193,8 @@ impl AccountStore for SqliteStore {
         let delay_ms = i64::try_from(delay_ms).unwrap_or(i64::MAX);
         self.db
             .write(move |c| {
-                let [device_id, workspace_id, account_id, device_type, name, manufacturer] = values;
+                let [device_id, workspace_id, account_id, device_type, name, manufacturer] =
+                    &values;
                 exec(
                     c,
                     "INSERT INTO devices (device_id, workspace_id, connected_account_id, provider,

@@ -6,8 +6,10 @@
 //!
 //! - [`Db::write`] runs the closure on the writer thread, which owns the only writing connection.
 //!   Every closure queued while the previous transaction committed shares the next transaction
-//!   (group commit), each inside its own savepoint: a closure that fails is rolled back alone,
-//!   and no caller hears of success before the transaction holding its writes has committed.
+//!   (group commit): a closure that fails is undone alone, and no caller hears of success before
+//!   the transaction holding its writes has committed. Closures run without savepoints (whose
+//!   page copies cost more than the writes themselves); one that fails after changing rows has
+//!   the group rolled back and run again, each closure then inside its own savepoint.
 //! - [`Db::read`] runs the closure on a pooled read-only connection, on the calling thread: a
 //!   read is a few page lookups, cheaper than a trip to another thread and back.
 //!
@@ -41,11 +43,51 @@ const LOG_SIZE_LIMIT: i64 = RESTART_FRAMES * 4096;
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 256;
 
-/// What the writer thread answers once the group's transaction is over.
-type Reply = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
-/// A write: runs inside its savepoint, says whether it succeeded, and how to answer its caller.
-/// Given `Err` when no transaction could be opened for it: it then answers that error unrun.
-type Job = Box<dyn FnOnce(std::result::Result<&Connection, String>) -> (bool, Reply) + Send>;
+/// A write queued for the writer thread.
+trait Job: Send {
+    /// Runs the closure in the open transaction and keeps its result; answers whether it
+    /// succeeded. Runs again when its group is rolled back and run over.
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Keeps `error` as the result instead of running: no transaction could hold the closure.
+    fn refuse(&mut self, error: String);
+    /// Tells the caller how its transaction ended: the closure's result once committed, the
+    /// commit's error otherwise (a failed closure's own error stands either way).
+    fn answer(self: Box<Self>, committed: std::result::Result<(), String>);
+}
+
+/// A [`Db::write`] closure, its last result and its caller.
+struct Write<T, F> {
+    f: F,
+    result: Option<Result<T>>,
+    answer: oneshot::Sender<Result<T>>,
+}
+
+impl<T, F> Job for Write<T, F>
+where
+    T: Send,
+    F: FnMut(&Connection) -> Result<T> + Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let result = (self.f)(conn);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn refuse(&mut self, error: String) {
+        self.result = Some(Err(StoreError::Unavailable(error)));
+    }
+
+    fn answer(self: Box<Self>, committed: std::result::Result<(), String>) {
+        let result = match (self.result, committed) {
+            (Some(Err(error)), _) => Err(error),
+            (Some(Ok(value)), Ok(())) => Ok(value),
+            (_, Err(error)) => Err(StoreError::Unavailable(error)),
+            (None, Ok(())) => Err(StoreError::Unavailable("the write did not run".into())),
+        };
+        let _ = self.answer.send(result);
+    }
+}
 
 /// How connections are opened.
 #[derive(Debug, Clone)]
@@ -84,15 +126,15 @@ impl ConnectOptions {
 }
 
 pub(crate) struct Db {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Box<dyn Job>>,
     readers: Arc<Readers>,
     code_versions: Arc<CodeVersions>,
 }
 
 /// Which devices' access codes changed: what lets the API keep a device's code list.
 ///
-/// Triggers on the writer's connection name the device of every `access_codes` row a
-/// transaction inserts, updates or deletes. Once the transaction is over (committed or not),
+/// The writer's connection names the device of every `access_codes` row a transaction inserts,
+/// updates or deletes (see `watch_code_changes`). Once the transaction is over (committed or not),
 /// and before any of its callers hears back, the writer gives each device it named a new
 /// version. A version read before a read transaction began therefore never claims data older
 /// than that read saw. Versions live in memory: the file belongs to this process alone, and a
@@ -105,6 +147,13 @@ pub(crate) struct CodeVersions {
     /// Per device, the last publication that named it.
     published: RwLock<HashMap<String, u64>>,
     publications: AtomicU64,
+    /// Row ids of the access codes the open transaction inserted or updated (see
+    /// `watch_code_changes`), their devices found once it is over.
+    rows: Mutex<Vec<i64>>,
+    /// The devices of those rows could not be found: every device counts as touched.
+    all_touched: AtomicBool,
+    /// The last publication that covered every device.
+    all: AtomicU64,
     /// The open transaction changed what a device record shows (see `watch_device_changes`).
     devices_touched: AtomicBool,
     /// Moves after every transaction that changed what any device record shows.
@@ -120,6 +169,7 @@ impl CodeVersions {
             .get(device_id)
             .copied()
             .unwrap_or(0)
+            .max(self.all.load(Ordering::SeqCst))
     }
 
     fn touch(&self, device_id: &str) {
@@ -135,15 +185,50 @@ impl CodeVersions {
         self.devices.load(Ordering::SeqCst)
     }
 
+    /// Names the devices of the access code rows noted since the last call. A row that is not
+    /// there any more was inserted by a write rolled back: nothing of it is left to name.
+    fn find_rows(&self, conn: &Connection) {
+        let rows = std::mem::take(&mut *self.rows.lock().unwrap_or_else(|e| e.into_inner()));
+        if rows.is_empty() {
+            return;
+        }
+        let ids = serde_json::Value::from(rows).to_string();
+        let found = conn
+            .prepare_cached(
+                "SELECT DISTINCT device_id FROM access_codes
+                 WHERE seq IN (SELECT value FROM json_each(?))",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_map([ids], |row| row.get::<_, String>(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()
+            });
+        match found {
+            Ok(devices) => {
+                for device_id in devices {
+                    self.touch(&device_id);
+                }
+            }
+            Err(error) => {
+                warn!(%error, "could not tell which locks' codes changed: all count as changed");
+                self.all_touched.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+
     fn publish(&self) {
         if self.devices_touched.swap(false, Ordering::SeqCst) {
             self.devices.fetch_add(1, Ordering::SeqCst);
         }
         let touched = std::mem::take(&mut *self.touched.lock().unwrap_or_else(|e| e.into_inner()));
-        if touched.is_empty() {
+        let all = self.all_touched.swap(false, Ordering::SeqCst);
+        if touched.is_empty() && !all {
             return;
         }
         let version = self.publications.fetch_add(1, Ordering::Relaxed) + 1;
+        if all {
+            self.all.store(version, Ordering::SeqCst);
+        }
         let mut published = self.published.write().unwrap_or_else(|e| e.into_inner());
         for device_id in touched {
             published.insert(device_id, version);
@@ -151,7 +236,12 @@ impl CodeVersions {
     }
 }
 
-/// Has the writer's connection report the device of every access code row it changes.
+/// Has the writer's connection report the device of every access code row it changes, rows
+/// rolled back included. Inserts and updates are noted by row id (the writer's update hook,
+/// see `Db::open`) and their devices looked up once the transaction is over
+/// ([`CodeVersions::find_rows`]); a deleted row, or one moved to another device, names its
+/// devices from a trigger. Triggers on every change would make SQLite journal each statement
+/// on the table, which costs more than the write itself.
 fn watch_code_changes(conn: &Connection, versions: Arc<CodeVersions>) -> rusqlite::Result<()> {
     conn.create_scalar_function(
         "keyway_codes_changed",
@@ -166,9 +256,7 @@ fn watch_code_changes(conn: &Connection, versions: Arc<CodeVersions>) -> rusqlit
     )?;
     // Temporary: they belong to this connection, not to the file's schema.
     conn.execute_batch(
-        "CREATE TEMP TRIGGER keyway_code_inserted AFTER INSERT ON main.access_codes
-         BEGIN SELECT keyway_codes_changed(NEW.device_id); END;
-         CREATE TEMP TRIGGER keyway_code_updated AFTER UPDATE ON main.access_codes
+        "CREATE TEMP TRIGGER keyway_code_moved AFTER UPDATE OF device_id ON main.access_codes
          BEGIN SELECT keyway_codes_changed(OLD.device_id), keyway_codes_changed(NEW.device_id); END;
          CREATE TEMP TRIGGER keyway_code_deleted AFTER DELETE ON main.access_codes
          BEGIN SELECT keyway_codes_changed(OLD.device_id); END;",
@@ -251,18 +339,27 @@ impl Db {
             .spawn(move || checkpoint_loop(checkpointer, nudged, frames))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the checkpointer: {e}")))?;
         let touched = Arc::new(AtomicBool::new(false));
+        let code_versions = Arc::new(CodeVersions::default());
         {
             let touched = touched.clone();
-            writer.update_hook(Some(move |action: Action, _db: &str, table: &str, _row| {
+            let versions = code_versions.clone();
+            writer.update_hook(Some(move |action: Action, db: &str, table: &str, row| {
                 if action == Action::SQLITE_INSERT && watched.contains(&table) {
                     touched.store(true, Ordering::Relaxed);
                 }
+                // Deletions are named by a trigger (see `watch_code_changes`).
+                if table == "access_codes" && db == "main" && action != Action::SQLITE_DELETE {
+                    versions
+                        .rows
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(row);
+                }
             }));
         }
-        let code_versions = Arc::new(CodeVersions::default());
         watch_code_changes(&writer, code_versions.clone())?;
         watch_device_changes(&writer, code_versions.clone())?;
-        let (jobs, queue) = mpsc::channel::<Job>(MAX_GROUP * 4);
+        let (jobs, queue) = mpsc::channel::<Box<dyn Job>>(MAX_GROUP * 4);
         let versions = code_versions.clone();
         std::thread::Builder::new()
             .name("keyway-sqlite-writer".into())
@@ -295,26 +392,18 @@ impl Db {
     }
 
     /// Runs `f` in the writer's current transaction; answers once that transaction committed.
+    /// `f` may run more than once: again, from the start, when another closure of its group
+    /// failed after changing rows and the group is run over.
     pub(crate) async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: FnMut(&Connection) -> Result<T> + Send + 'static,
     {
         let (answer, answered) = oneshot::channel::<Result<T>>();
-        let job: Job = Box::new(move |conn| {
-            let result = match conn {
-                Ok(conn) => f(conn),
-                Err(error) => Err(StoreError::Unavailable(error)),
-            };
-            let ok = result.is_ok();
-            let reply: Reply = Box::new(move |committed| {
-                let _ = answer.send(match committed {
-                    Ok(()) => result,
-                    Err(error) if ok => Err(StoreError::Unavailable(error)),
-                    Err(_) => result,
-                });
-            });
-            (ok, reply)
+        let job = Box::new(Write {
+            f,
+            result: None,
+            answer,
         });
         self.jobs.send(job).await.map_err(|_| closed())?;
         answered.await.map_err(|_| closed())?
@@ -381,7 +470,7 @@ fn closed() -> StoreError {
 
 fn write_loop(
     conn: Connection,
-    mut queue: mpsc::Receiver<Job>,
+    mut queue: mpsc::Receiver<Box<dyn Job>>,
     touched: Arc<AtomicBool>,
     inserted: Arc<Notify>,
     checkpoint: std::sync::mpsc::SyncSender<()>,
@@ -396,22 +485,9 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        if let Err(error) = run(&conn, "BEGIN IMMEDIATE") {
-            let message = error.to_string();
-            warn!(%message, "could not start a write transaction");
-            for job in group {
-                let (_, reply) = job(Err(message.clone()));
-                reply(Err(message.clone()));
-            }
-            continue;
-        }
-        let mut replies = Vec::with_capacity(group.len());
-        for job in group {
-            replies.push(run_in_savepoint(&conn, job));
-        }
-        let committed = run(&conn, "COMMIT").map_err(|e| e.to_string());
-        if committed.is_err() {
-            let _ = run(&conn, "ROLLBACK");
+        let committed = commit_group(&conn, &mut group);
+        if let Err(message) = &committed {
+            warn!(%message, "a write transaction failed");
             touched.store(false, Ordering::Relaxed);
         } else {
             if touched.swap(false, Ordering::Relaxed) {
@@ -420,12 +496,66 @@ fn write_loop(
             // Already nudged if full: one checkpoint covers every commit before it.
             let _ = checkpoint.try_send(());
         }
+        code_versions.find_rows(&conn);
         code_versions.publish();
-        for reply in replies {
-            reply(committed.clone());
+        for job in group {
+            job.answer(committed.clone());
         }
         restart_log(&conn, &log_frames);
     }
+}
+
+/// Runs the group's closures in one transaction and commits it. They run one after the other
+/// without savepoints; a closure that failed without changing a row leaves nothing to undo.
+/// One that failed after changing rows (or panicked, or lost the transaction) has the whole
+/// transaction rolled back and the group run over, each closure inside its own savepoint. A
+/// closure that panicked is dropped from the group: its caller hears that the store closed.
+fn commit_group(
+    conn: &Connection,
+    group: &mut Vec<Box<dyn Job>>,
+) -> std::result::Result<(), String> {
+    if let Err(error) = run(conn, "BEGIN IMMEDIATE") {
+        let message = error.to_string();
+        for job in group.iter_mut() {
+            job.refuse(message.clone());
+        }
+        return Err(message);
+    }
+    let mut clean = true;
+    let mut index = 0;
+    while index < group.len() {
+        let before = conn.total_changes();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| group[index].run(conn))) {
+            Ok(true) => {}
+            Ok(false) if conn.total_changes() == before && !conn.is_autocommit() => {}
+            Ok(false) => {
+                clean = false;
+                break;
+            }
+            Err(_) => {
+                warn!("a store write panicked; its transaction was rolled back");
+                group.remove(index);
+                clean = false;
+                break;
+            }
+        }
+        index += 1;
+    }
+    if !clean {
+        let _ = run(conn, "ROLLBACK");
+        if let Err(error) = run(conn, "BEGIN IMMEDIATE") {
+            let message = error.to_string();
+            for job in group.iter_mut() {
+                job.refuse(message.clone());
+            }
+            return Err(message);
+        }
+        group.retain_mut(|job| run_in_savepoint(conn, job.as_mut()));
+    }
+    run(conn, "COMMIT").map_err(|error| {
+        let _ = run(conn, "ROLLBACK");
+        error.to_string()
+    })
 }
 
 /// Copies committed log frames back into the database file after commits, beside the writer:
@@ -469,24 +599,26 @@ fn restart_log(conn: &Connection, log_frames: &AtomicI64) {
     }
 }
 
-fn run_in_savepoint(conn: &Connection, job: Job) -> Reply {
+/// Runs a closure inside its own savepoint, rolled back if it fails; answers whether the
+/// closure stays in the group (false when it panicked).
+fn run_in_savepoint(conn: &Connection, job: &mut dyn Job) -> bool {
     if let Err(error) = run(conn, "SAVEPOINT job") {
-        return job(Err(error.to_string())).1;
+        job.refuse(error.to_string());
+        return true;
     }
-    match std::panic::catch_unwind(AssertUnwindSafe(|| job(Ok(conn)))) {
-        Ok((true, reply)) => {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| job.run(conn))) {
+        Ok(true) => {
             let _ = run(conn, "RELEASE job");
-            reply
+            true
         }
-        Ok((false, reply)) => {
+        Ok(false) => {
             let _ = run(conn, "ROLLBACK TO job").and_then(|()| run(conn, "RELEASE job"));
-            reply
+            true
         }
         Err(_) => {
-            // The caller's answer was dropped with the closure: it hears "closed".
             warn!("a store write panicked; its changes were rolled back");
             let _ = run(conn, "ROLLBACK TO job").and_then(|()| run(conn, "RELEASE job"));
-            Box::new(|_| {})
+            false
         }
     }
 }
@@ -554,4 +686,145 @@ pub(crate) fn column<T: rusqlite::types::FromSql>(
 /// Runs a statement; answers how many rows it changed.
 pub(crate) fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usize> {
     Ok(conn.prepare_cached(sql)?.execute(params)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::super::testing::seeded;
+    use super::*;
+
+    /// A writer on a migrated database, a scratch table `t` in it, and a write that holds the
+    /// writer until `release` is dropped or sent to: writes queued meanwhile share one group.
+    async fn writer_held() -> (tempfile::TempDir, Db, std::sync::mpsc::Sender<()>) {
+        let (dir, store, _device) = seeded().await;
+        drop(store);
+        let db = Db::open(
+            ConnectOptions {
+                path: dir.path().join("keyway.sqlite"),
+                synchronous: "NORMAL",
+                busy_timeout: Duration::from_secs(5),
+                readers: 2,
+                acquire_timeout: Duration::from_secs(5),
+            },
+            &[],
+            Arc::new(Notify::new()),
+        )
+        .expect("writer opens");
+        db.write(|c| {
+            c.execute_batch("CREATE TABLE t (v TEXT NOT NULL)")?;
+            Ok(())
+        })
+        .await
+        .expect("table");
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (started, start) = tokio::sync::oneshot::channel::<()>();
+        let released = Mutex::new(Some(released));
+        let mut started = Some(started);
+        let (answer, _answered) = oneshot::channel::<Result<()>>();
+        let hold = Write {
+            f: move |_: &Connection| {
+                if let Some(started) = started.take() {
+                    let _ = started.send(());
+                }
+                if let Some(released) = released.lock().expect("lock").take() {
+                    let _ = released.recv();
+                }
+                Ok(())
+            },
+            result: None,
+            answer,
+        };
+        db.jobs.send(Box::new(hold)).await.expect("queued");
+        start.await.expect("the writer holds");
+        (dir, db, release)
+    }
+
+    fn insert(c: &Connection, v: &str) -> Result<usize> {
+        exec(c, "INSERT INTO t (v) VALUES (?)", [v])
+    }
+
+    async fn values(db: &Db) -> Vec<String> {
+        db.read(|c| column(c, "SELECT v FROM t ORDER BY v", []))
+            .await
+            .expect("read")
+    }
+
+    /// Runs `middle` between two writes of the same group (each inserting a row and counting
+    /// its runs), then lets the writer go. Both neighbours must commit their row, and nothing
+    /// else may be left in `t`; answers the neighbours' runs and `middle`'s result.
+    async fn between<T>(
+        db: &Db,
+        release: std::sync::mpsc::Sender<()>,
+        middle: impl std::future::Future<Output = Result<T>>,
+    ) -> (usize, Result<T>) {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted = |v: &'static str| {
+            let runs = runs.clone();
+            db.write(move |c| {
+                runs.fetch_add(1, Ordering::SeqCst);
+                insert(c, v)
+            })
+        };
+        let (first, last) = (counted("a"), counted("c"));
+        let releasing = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let _ = release.send(());
+        };
+        let (first, middle, last, ()) = tokio::join!(first, middle, last, releasing);
+        assert_eq!(first.expect("first commits"), 1);
+        assert_eq!(last.expect("last commits"), 1);
+        assert_eq!(values(db).await, ["a", "c"]);
+        (runs.load(Ordering::SeqCst), middle)
+    }
+
+    #[tokio::test]
+    async fn a_write_that_fails_after_changing_rows_is_undone_alone() {
+        let (_dir, db, release) = writer_held().await;
+        let failing = db.write(|c| {
+            insert(c, "b")?;
+            Err::<(), _>(StoreError::Conflict("refused after a write".into()))
+        });
+        let (runs, failing) = between(&db, release, failing).await;
+        assert!(
+            matches!(failing, Err(StoreError::Conflict(_))),
+            "{failing:?}"
+        );
+        // The group was rolled back and run over: the write before the failed one ran twice
+        // and left one row.
+        assert_eq!(runs, 3);
+    }
+
+    #[tokio::test]
+    async fn a_write_that_fails_before_changing_rows_costs_its_group_no_second_run() {
+        let (_dir, db, release) = writer_held().await;
+        let failing = db.write(|c| {
+            let taken: Option<String> = scalar(c, "SELECT v FROM t WHERE v = 'a'", [])?;
+            Err::<(), _>(StoreError::Conflict(format!(
+                "refused, having read {taken:?}"
+            )))
+        });
+        let (runs, failing) = between(&db, release, failing).await;
+        // It saw the write before it, in the same transaction.
+        assert!(
+            matches!(&failing, Err(StoreError::Conflict(m)) if m.contains("Some(\"a\")")),
+            "{failing:?}"
+        );
+        assert_eq!(runs, 2);
+    }
+
+    #[tokio::test]
+    async fn a_write_that_panics_is_undone_and_its_caller_told() {
+        let (_dir, db, release) = writer_held().await;
+        let panicking = db.write(|c| -> Result<()> {
+            insert(c, "b")?;
+            panic!("a bug in a write");
+        });
+        let (_, panicking) = between(&db, release, panicking).await;
+        assert!(
+            matches!(panicking, Err(StoreError::Unavailable(_))),
+            "{panicking:?}"
+        );
+    }
 }

@@ -47,12 +47,12 @@ impl EngineStore for SqliteStore {
         self.db
             .write(move |c| {
                 let id = id.as_str();
-                let event = match change {
+                let event = match &change {
                     ExternalChange::Modified { .. } => EventType::AccessCodeModifiedExternalToSeam,
                     ExternalChange::Deleted => EventType::AccessCodeDeletedExternalToSeam,
                 };
                 insert_event(c, event, &device, Some(id), None, now)?;
-                match (allowed, change) {
+                match (allowed, &change) {
                     (true, ExternalChange::Modified { pin }) => {
                         exec(
                             c,
@@ -165,7 +165,7 @@ impl EngineStore for SqliteStore {
         let outcome = outcome.map_err(|(kind, message)| (kind.to_owned(), message.to_owned()));
         self.db
             .write(move |c| {
-                match outcome {
+                match &outcome {
                     Ok(()) => {
                         resolve_attempt(c, &action_attempt_id, Ok(serde_json::json!({})))?;
                         let event = if lock {
@@ -447,7 +447,7 @@ impl EngineStore for SqliteStore {
         }
         let device = device.clone();
         self.db
-            .write(move |c| record_in(c, &device, records, now))
+            .write(move |c| record_in(c, &device, &records, now))
             .await
     }
 
@@ -472,9 +472,9 @@ impl EngineStore for SqliteStore {
         self.db
             .write(move |c| {
                 let mut held = Vec::with_capacity(device_ids.len());
-                for device_id in device_ids {
-                    if claim_in(c, &device_id, &owner, now, until)? {
-                        held.push(device_id);
+                for device_id in &device_ids {
+                    if claim_in(c, device_id, &owner, now, until)? {
+                        held.push(device_id.clone());
                     }
                 }
                 Ok(held)
@@ -544,7 +544,7 @@ impl EngineStore for SqliteStore {
         self.db
             .write(move |c| {
                 observe_in(c, &device, &slots, now)?;
-                record_in(c, &device, records, now)
+                record_in(c, &device, &records, now)
             })
             .await
     }
@@ -563,7 +563,7 @@ impl EngineStore for SqliteStore {
         let (device, owner) = (device.clone(), owner.to_owned());
         self.db
             .write(move |c| {
-                record_in(c, &device, records, now)?;
+                record_in(c, &device, &records, now)?;
                 delete_jobs_in(c, &ids)?;
                 if let Some((at, attempts)) = next_read {
                     schedule_read_in(c, &device.device_id, at, attempts)?;
@@ -749,21 +749,27 @@ fn engine_codes_in(c: &Connection, ids: &str) -> Result<Vec<EngineCode>> {
 fn record_in(
     c: &Connection,
     device: &DeviceRecord,
-    records: Vec<OutcomeRecord>,
+    records: &[OutcomeRecord],
     now: Timestamp,
 ) -> Result<()> {
     for record in records {
         let id = record.access_code_id.as_str();
-        let found = match record.outcome {
+        let found = match &record.outcome {
             // Steps that need nothing of the row: their UPDATE also tells whether it exists.
-            Some(CodeOutcome::Programming { slot }) => mark_programming(c, id, slot, now)?,
+            Some(CodeOutcome::Programming { slot }) => mark_programming(c, id, *slot, now)?,
             Some(CodeOutcome::Removing) => mark_removing(c, id, now)?,
-            // The most frequent step, from the few columns it needs.
-            Some(CodeOutcome::Set { slot }) => mark_set(c, device, id, slot, now)?,
+            // The most frequent steps, from the few columns they need.
+            Some(CodeOutcome::Set { slot }) => mark_set(c, device, id, *slot, now)?,
+            Some(CodeOutcome::Failed {
+                error_code,
+                message,
+                event,
+                removal,
+            }) => mark_failed(c, device, id, error_code, message, *event, *removal, now)?,
             outcome => match try_fetch_code(c, id)? {
                 Some(row) => {
                     if let Some(outcome) = outcome {
-                        apply_outcome(c, device, row, outcome, now)?;
+                        apply_outcome(c, device, row, outcome.clone(), now)?;
                     }
                     true
                 }
@@ -926,21 +932,51 @@ fn apply_outcome(
             event,
             removal,
         } => {
-            let errors = with_error(&row, error_code, &message, now)?;
-            let status = if removal { "removing" } else { "unset" };
-            exec(
-                c,
-                "UPDATE access_codes SET errors = ?, status = ?, pending_since = NULL
-                 WHERE access_code_id = ?",
-                params![json(&errors)?, status, id],
-            )?;
-            insert_event(c, event, device, Some(id), None, now)?;
-            for (attempt_id, _) in pending_attempts(c, id)? {
-                resolve_attempt(c, &attempt_id, Err((error_code, &message)))?;
-            }
+            mark_failed(c, device, id, error_code, &message, event, removal, now)?;
         }
     }
     Ok(())
+}
+
+/// The lock refused the code, or the engine gave up on it: the code carries the error (in
+/// place of an earlier one of the same kind), its event is sent and its pending attempts
+/// fail. Answers whether the code exists.
+#[allow(clippy::too_many_arguments)]
+fn mark_failed(
+    c: &Connection,
+    device: &DeviceRecord,
+    id: &str,
+    error_code: &str,
+    message: &str,
+    event: EventType,
+    removal: bool,
+    now: Timestamp,
+) -> Result<bool> {
+    use rusqlite::OptionalExtension;
+    let found: Option<(i64, String)> = c
+        .prepare_cached("SELECT seq, errors FROM access_codes WHERE access_code_id = ?")?
+        .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((seq, errors)) = found else {
+        return Ok(false);
+    };
+    let errors = with_error(&errors, error_code, message, now)?;
+    let status = if removal { "removing" } else { "unset" };
+    exec(
+        c,
+        "UPDATE access_codes SET errors = ?, status = ?, pending_since = NULL WHERE seq = ?",
+        params![json(&errors)?, status, seq],
+    )?;
+    insert_event(c, event, device, Some(id), None, now)?;
+    // Every pending attempt of the code fails with the same error, in one statement.
+    let error = serde_json::json!({ "type": error_code, "message": message }).to_string();
+    exec(
+        c,
+        "UPDATE action_attempts SET status = 'error', result = NULL, error = ?
+         WHERE access_code_id = ? AND status = 'pending'",
+        params![error, id],
+    )?;
+    Ok(true)
 }
 
 /// A slot was chosen for the code and the lock is being programmed; answers whether the code

@@ -20,7 +20,7 @@ impl SqliteStore {
         values: Vec<rusqlite::types::Value>,
     ) -> Result<usize> {
         self.db
-            .write(move |c| exec(c, sql, rusqlite::params_from_iter(values)))
+            .write(move |c| exec(c, sql, rusqlite::params_from_iter(&values)))
             .await
     }
 }
