@@ -8,7 +8,7 @@ use rusqlite::{params, Connection};
 
 use super::access_codes::{code_rows, CODE_COLUMNS};
 use super::accounts::DEVICE_SELECT;
-use super::db::{exec, row};
+use super::db::{exec, row, scalar};
 use crate::accounts::DeviceRecord;
 use crate::rows::{AccessCodeRow, ActionAttemptRow};
 use crate::{new_id, Result, StoreError};
@@ -47,12 +47,23 @@ pub(crate) fn insert_job(
     now: Timestamp,
 ) -> Result<()> {
     // A job already due may be in a worker's hands (and deleted when it is done), so only a
-    // future job can stand in for this one.
+    // future job can stand in for this one. (A plain INSERT after the look: an INSERT … SELECT
+    // from the same table would be staged in a temporary table and journaled.)
+    if run_after > now {
+        let queued: Option<bool> = scalar(
+            c,
+            "SELECT 1 FROM device_jobs
+             WHERE device_id = ? AND access_code_id IS ? AND run_after = ?",
+            params![device_id, access_code_id, run_after.millis()],
+        )?;
+        if queued.is_some() {
+            return Ok(());
+        }
+    }
     exec(
         c,
         "INSERT INTO device_jobs (device_id, access_code_id, run_after, created_at)
-         SELECT ?1, ?2, ?3, ?4 WHERE NOT EXISTS (SELECT 1 FROM device_jobs
-            WHERE device_id = ?1 AND access_code_id IS ?2 AND run_after = ?3 AND run_after > ?4)",
+         VALUES (?, ?, ?, ?)",
         params![device_id, access_code_id, run_after.millis(), now.millis()],
     )?;
     Ok(())
