@@ -507,30 +507,25 @@ fn write_loop(
 
 /// Runs the group's closures in one transaction and commits it. They run one after the other
 /// without savepoints; a closure that failed without changing a row leaves nothing to undo.
-/// One that failed after changing rows (or panicked, or lost the transaction) has the whole
-/// transaction rolled back and the group run over, each closure inside its own savepoint. A
-/// closure that panicked is dropped from the group: its caller hears that the store closed.
+/// One that failed after changing rows, panicked, or left no transaction open (SQLite rolls
+/// one back on some errors, which a closure may not pass on) has the whole transaction rolled
+/// back and the group run over, each closure inside its own savepoint. A closure that panicked
+/// is dropped from the group: its caller hears that the store closed.
 fn commit_group(
     conn: &Connection,
     group: &mut Vec<Box<dyn Job>>,
 ) -> std::result::Result<(), String> {
-    if let Err(error) = run(conn, "BEGIN IMMEDIATE") {
-        let message = error.to_string();
-        for job in group.iter_mut() {
-            job.refuse(message.clone());
-        }
-        return Err(message);
-    }
+    begin(conn, group)?;
     let mut clean = true;
     let mut index = 0;
     while index < group.len() {
         let before = conn.total_changes();
         match std::panic::catch_unwind(AssertUnwindSafe(|| group[index].run(conn))) {
-            Ok(true) => {}
-            Ok(false) if conn.total_changes() == before && !conn.is_autocommit() => {}
-            Ok(false) => {
-                clean = false;
-                break;
+            Ok(ok) => {
+                if conn.is_autocommit() || (!ok && conn.total_changes() != before) {
+                    clean = false;
+                    break;
+                }
             }
             Err(_) => {
                 warn!("a store write panicked; its transaction was rolled back");
@@ -543,18 +538,24 @@ fn commit_group(
     }
     if !clean {
         let _ = run(conn, "ROLLBACK");
-        if let Err(error) = run(conn, "BEGIN IMMEDIATE") {
-            let message = error.to_string();
-            for job in group.iter_mut() {
-                job.refuse(message.clone());
-            }
-            return Err(message);
-        }
+        begin(conn, group)?;
         group.retain_mut(|job| run_in_savepoint(conn, job.as_mut()));
     }
     run(conn, "COMMIT").map_err(|error| {
         let _ = run(conn, "ROLLBACK");
         error.to_string()
+    })
+}
+
+/// Opens the group's write transaction; if it cannot, every closure of the group gets the
+/// error as its result, unrun.
+fn begin(conn: &Connection, group: &mut [Box<dyn Job>]) -> std::result::Result<(), String> {
+    run(conn, "BEGIN IMMEDIATE").map_err(|error| {
+        let message = error.to_string();
+        for job in group.iter_mut() {
+            job.refuse(message.clone());
+        }
+        message
     })
 }
 

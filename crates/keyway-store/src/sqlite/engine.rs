@@ -24,7 +24,6 @@ use crate::engine::{
     EngineCode, EngineStore, ExternalChange, KnownSlot, LockObservation, OutcomeRecord, RoundStart,
 };
 use crate::jobs_sql::{opening_at, other_work_at};
-use crate::rows::AccessCodeRow;
 use crate::{json, new_id, Result, StoreError};
 
 #[async_trait]
@@ -755,26 +754,13 @@ fn record_in(
     for record in records {
         let id = record.access_code_id.as_str();
         let found = match &record.outcome {
-            // Steps that need nothing of the row: their UPDATE also tells whether it exists.
-            Some(CodeOutcome::Programming { slot }) => mark_programming(c, id, *slot, now)?,
-            Some(CodeOutcome::Removing) => mark_removing(c, id, now)?,
-            // The most frequent steps, from the few columns they need.
-            Some(CodeOutcome::Set { slot }) => mark_set(c, device, id, *slot, now)?,
-            Some(CodeOutcome::Failed {
-                error_code,
-                message,
-                event,
-                removal,
-            }) => mark_failed(c, device, id, error_code, message, *event, *removal, now)?,
-            outcome => match try_fetch_code(c, id)? {
-                Some(row) => {
-                    if let Some(outcome) = outcome {
-                        apply_outcome(c, device, row, outcome.clone(), now)?;
-                    }
-                    true
-                }
-                None => false,
-            },
+            Some(outcome) => apply_outcome(c, device, id, outcome, now)?,
+            None => scalar::<bool>(
+                c,
+                "SELECT 1 FROM access_codes WHERE access_code_id = ?",
+                params![id],
+            )?
+            .is_some(),
         };
         if !found {
             continue;
@@ -867,25 +853,29 @@ fn pending_attempts(c: &Connection, access_code_id: &str) -> Result<Vec<(String,
     )
 }
 
+/// Records one step's outcome for a code; answers whether the code exists. The frequent
+/// steps read only the columns they need (or none: their UPDATE tells whether the row is there).
 fn apply_outcome(
     c: &Connection,
     device: &DeviceRecord,
-    row: AccessCodeRow,
-    outcome: CodeOutcome,
+    id: &str,
+    outcome: &CodeOutcome,
     now: Timestamp,
-) -> Result<()> {
-    let id = row.access_code_id.as_str();
+) -> Result<bool> {
     match outcome {
-        CodeOutcome::Programming { slot } => {
-            mark_programming(c, id, slot, now)?;
-        }
-        CodeOutcome::Removing => {
-            mark_removing(c, id, now)?;
-        }
-        CodeOutcome::Set { slot } => {
-            mark_set(c, device, id, slot, now)?;
-        }
+        CodeOutcome::Programming { slot } => mark_programming(c, id, *slot, now),
+        CodeOutcome::Removing => mark_removing(c, id, now),
+        CodeOutcome::Set { slot } => mark_set(c, device, id, *slot, now),
+        CodeOutcome::Failed {
+            error_code,
+            message,
+            event,
+            removal,
+        } => mark_failed(c, device, id, error_code, message, *event, *removal, now),
         CodeOutcome::Unset => {
+            let Some(row) = try_fetch_code(c, id)? else {
+                return Ok(false);
+            };
             exec(
                 c,
                 "UPDATE access_codes SET slot = NULL, confirmed_code = NULL, status = 'unset',
@@ -893,8 +883,12 @@ fn apply_outcome(
                 params![id],
             )?;
             settle_attempts(c, id, row.seq)?;
+            Ok(true)
         }
         CodeOutcome::Gone { was_on_lock } => {
+            let Some(row) = try_fetch_code(c, id)? else {
+                return Ok(false);
+            };
             exec(
                 c,
                 "DELETE FROM access_codes WHERE access_code_id = ?",
@@ -905,37 +899,33 @@ fn apply_outcome(
                 "DELETE FROM device_jobs WHERE access_code_id = ?",
                 params![id],
             )?;
-            for (event, code) in gone_events(&row, was_on_lock) {
+            for (event, code) in gone_events(&row, *was_on_lock) {
                 insert_event(c, event, device, Some(id), code, now)?;
             }
             for (attempt_id, action_type) in pending_attempts(c, id)? {
                 resolve_attempt(c, &attempt_id, gone_attempt_outcome(&action_type))?;
             }
+            Ok(true)
         }
         CodeOutcome::Delayed {
             warning_code,
             message,
             event,
         } => {
-            if let Some(warnings) = with_delay_warning(&row, warning_code, message, now)? {
+            let Some(row) = try_fetch_code(c, id)? else {
+                return Ok(false);
+            };
+            if let Some(warnings) = with_delay_warning(&row, warning_code, message.clone(), now)? {
                 exec(
                     c,
                     "UPDATE access_codes SET warnings = ? WHERE access_code_id = ?",
                     params![json(&warnings)?, id],
                 )?;
-                insert_event(c, event, device, Some(id), None, now)?;
+                insert_event(c, *event, device, Some(id), None, now)?;
             }
-        }
-        CodeOutcome::Failed {
-            error_code,
-            message,
-            event,
-            removal,
-        } => {
-            mark_failed(c, device, id, error_code, &message, event, removal, now)?;
+            Ok(true)
         }
     }
-    Ok(())
 }
 
 /// The lock refused the code, or the engine gave up on it: the code carries the error (in
