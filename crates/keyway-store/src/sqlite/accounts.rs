@@ -305,7 +305,7 @@ impl AccountStore for SqliteStore {
 impl SqliteStore {
     /// A device's record, whatever its workspace; kept between calls (see `device_cache`).
     pub(crate) async fn device_by_id(&self, device_id: &str) -> Result<Option<DeviceRecord>> {
-        let versions = (self.db.devices_version(), self.db.code_version(device_id));
+        let versions = (self.db.devices_version(), self.db.backup_version(device_id));
         if let Some(record) = self.devices.get(device_id, versions) {
             return Ok(Some(record));
         }

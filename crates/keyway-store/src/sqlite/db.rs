@@ -15,7 +15,7 @@
 //!
 //! Statements are prepared once per connection (`prepare_cached`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -141,11 +141,13 @@ pub(crate) struct Db {
 /// restart starts every cache empty.
 #[derive(Default)]
 pub(crate) struct CodeVersions {
-    /// Devices the open transaction touched (savepoints rolled back included: a version that
-    /// moves for nothing costs a cache miss, never a stale answer).
-    touched: Mutex<HashSet<String>>,
-    /// Per device, the last publication that named it.
-    published: RwLock<HashMap<String, u64>>,
+    /// Devices the open transaction touched, and whether among their backup codes (writes
+    /// rolled back included: a version that moves for nothing costs a cache miss, never a
+    /// stale answer).
+    touched: Mutex<HashMap<String, bool>>,
+    /// Per device, the last publication that named it, and the last that named one of its
+    /// backup codes.
+    published: RwLock<HashMap<String, (u64, u64)>>,
     publications: AtomicU64,
     /// Row ids of the access codes the open transaction inserted or updated (see
     /// `watch_code_changes`), their devices found once it is over.
@@ -161,21 +163,27 @@ pub(crate) struct CodeVersions {
 }
 
 impl CodeVersions {
-    /// The device's version: changes after every transaction that changed one of its codes.
-    pub(crate) fn of(&self, device_id: &str) -> u64 {
-        self.published
+    /// The device's versions: the first changes after every transaction that changed one of
+    /// its codes, the second after every one that changed one of its backup codes.
+    fn of(&self, device_id: &str) -> (u64, u64) {
+        let (codes, backups) = self
+            .published
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(device_id)
             .copied()
-            .unwrap_or(0)
-            .max(self.all.load(Ordering::SeqCst))
+            .unwrap_or((0, 0));
+        let all = self.all.load(Ordering::SeqCst);
+        (codes.max(all), backups.max(all))
     }
 
-    fn touch(&self, device_id: &str) {
+    fn touch(&self, device_id: &str, backup: bool) {
         let mut touched = self.touched.lock().unwrap_or_else(|e| e.into_inner());
-        if !touched.contains(device_id) {
-            touched.insert(device_id.to_owned());
+        match touched.get_mut(device_id) {
+            Some(backups) => *backups |= backup,
+            None => {
+                touched.insert(device_id.to_owned(), backup);
+            }
         }
     }
 
@@ -195,18 +203,18 @@ impl CodeVersions {
         let ids = serde_json::Value::from(rows).to_string();
         let found = conn
             .prepare_cached(
-                "SELECT DISTINCT device_id FROM access_codes
+                "SELECT DISTINCT device_id, is_backup FROM access_codes
                  WHERE seq IN (SELECT value FROM json_each(?))",
             )
             .and_then(|mut statement| {
                 statement
-                    .query_map([ids], |row| row.get::<_, String>(0))?
-                    .collect::<rusqlite::Result<Vec<String>>>()
+                    .query_map([ids], |row| Ok((row.get::<_, String>(0)?, row.get(1)?)))?
+                    .collect::<rusqlite::Result<Vec<(String, bool)>>>()
             });
         match found {
             Ok(devices) => {
-                for device_id in devices {
-                    self.touch(&device_id);
+                for (device_id, backup) in devices {
+                    self.touch(&device_id, backup);
                 }
             }
             Err(error) => {
@@ -230,13 +238,18 @@ impl CodeVersions {
             self.all.store(version, Ordering::SeqCst);
         }
         let mut published = self.published.write().unwrap_or_else(|e| e.into_inner());
-        for device_id in touched {
-            published.insert(device_id, version);
+        for (device_id, backup) in touched {
+            let versions = published.entry(device_id).or_insert((0, 0));
+            versions.0 = version;
+            if backup {
+                versions.1 = version;
+            }
         }
     }
 }
 
-/// Has the writer's connection report the device of every access code row it changes, rows
+/// Has the writer's connection report the device of every access code row it changes (and
+/// whether the row is a backup code, which stays one for life), rows
 /// rolled back included. Inserts and updates are noted by row id (the writer's update hook,
 /// see `Db::open`) and their devices looked up once the transaction is over
 /// ([`CodeVersions::find_rows`]); a deleted row, or one moved to another device, names its
@@ -245,11 +258,11 @@ impl CodeVersions {
 fn watch_code_changes(conn: &Connection, versions: Arc<CodeVersions>) -> rusqlite::Result<()> {
     conn.create_scalar_function(
         "keyway_codes_changed",
-        1,
+        2,
         FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY,
         move |ctx| {
             if let Some(device_id) = ctx.get_raw(0).as_str_or_null()? {
-                versions.touch(device_id);
+                versions.touch(device_id, ctx.get::<bool>(1)?);
             }
             Ok(true)
         },
@@ -257,9 +270,10 @@ fn watch_code_changes(conn: &Connection, versions: Arc<CodeVersions>) -> rusqlit
     // Temporary: they belong to this connection, not to the file's schema.
     conn.execute_batch(
         "CREATE TEMP TRIGGER keyway_code_moved AFTER UPDATE OF device_id ON main.access_codes
-         BEGIN SELECT keyway_codes_changed(OLD.device_id), keyway_codes_changed(NEW.device_id); END;
+         BEGIN SELECT keyway_codes_changed(OLD.device_id, OLD.is_backup),
+             keyway_codes_changed(NEW.device_id, NEW.is_backup); END;
          CREATE TEMP TRIGGER keyway_code_deleted AFTER DELETE ON main.access_codes
-         BEGIN SELECT keyway_codes_changed(OLD.device_id); END;",
+         BEGIN SELECT keyway_codes_changed(OLD.device_id, OLD.is_backup); END;",
     )
 }
 
@@ -383,7 +397,13 @@ impl Db {
 
     /// The version of a device's access codes (see [`CodeVersions`]).
     pub(crate) fn code_version(&self, device_id: &str) -> u64 {
-        self.code_versions.of(device_id)
+        self.code_versions.of(device_id).0
+    }
+
+    /// The version of a device's backup codes: what its record's count of ready backups
+    /// follows (see [`CodeVersions`]).
+    pub(crate) fn backup_version(&self, device_id: &str) -> u64 {
+        self.code_versions.of(device_id).1
     }
 
     /// The version of every device record (see [`CodeVersions::devices`]).

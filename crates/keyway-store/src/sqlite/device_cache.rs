@@ -3,8 +3,8 @@
 //! Nearly every API call reads the record of the device it names (to check it is in the
 //! workspace, and for its rules and faults), and device records change rarely. A record is
 //! kept with two versions read *before* it was: the devices' version (moved after any change
-//! to what a device record shows, see `db::watch_device_changes`) and its device's codes'
-//! version (which its count of backup codes follows). The writer moves both after a commit and
+//! to what a device record shows, see `db::watch_device_changes`) and its device's backup
+//! codes' version (which its count of ready backup codes follows). The writer moves both after a commit and
 //! before its callers hear back, so a kept record is never older than what its reader could
 //! have seen. As with the codes' versions, the file belongs to this process alone.
 
@@ -17,7 +17,7 @@ use crate::DeviceRecord;
 /// miss costs one read).
 const CAPACITY: usize = 16_384;
 
-/// What a record was read after: the devices' version and its codes' version.
+/// What a record was read after: the devices' version and its backup codes' version.
 pub(crate) type Versions = (u64, u64);
 
 #[derive(Default)]
@@ -124,5 +124,41 @@ mod tests {
 
         store.set_sandbox_removed(id).await.expect("removed");
         assert!(device(&store).await.removed);
+    }
+
+    /// The record's count of ready backup codes follows them; other codes leave it.
+    #[tokio::test]
+    async fn a_kept_record_counts_the_backup_codes_set_since() {
+        use crate::{CodeOutcome, OutcomeRecord};
+        let (_dir, store, before) = seeded().await;
+        store.enable_backup_pool(&before, 2).await.expect("pool");
+        store
+            .add_backup_codes(&before, &["1111".into(), "2222".into()], at(1))
+            .await
+            .expect("added");
+        let kept = device(&store).await;
+        assert_eq!(kept.backup_codes_ready, 0);
+        let jobs = store
+            .due_jobs(&before.device_id, at(2), at(2), 10)
+            .await
+            .expect("jobs");
+        let records: Vec<OutcomeRecord> = jobs
+            .iter()
+            .filter_map(|job| job.access_code_id.clone())
+            .zip(1..)
+            .map(|(id, slot)| OutcomeRecord::new(id, CodeOutcome::Set { slot }, None))
+            .collect();
+        assert_eq!(records.len(), 2);
+        // A code that is not a backup changes nothing the record shows.
+        store
+            .create_access_code(crate::sqlite::testing::ongoing(&kept, "3333", at(3)), at(3))
+            .await
+            .expect("created");
+        assert_eq!(format!("{:?}", device(&store).await), format!("{kept:?}"));
+        store
+            .record_outcomes(&kept, records, at(4))
+            .await
+            .expect("recorded");
+        assert_eq!(device(&store).await.backup_codes_ready, 2);
     }
 }
