@@ -4,9 +4,9 @@
 //! workspace, and for its rules and faults), and device records change rarely. A record is
 //! kept with two versions read *before* it was: the devices' version (moved after any change
 //! to what a device record shows, see `db::watch_device_changes`) and its device's backup
-//! codes' version (which its count of ready backup codes follows). The writer moves both after a commit and
-//! before its callers hear back, so a kept record is never older than what its reader could
-//! have seen. As with the codes' versions, the file belongs to this process alone.
+//! codes' version (which its count of ready backup codes follows). The writer moves both after
+//! a commit and before its callers hear back, so a kept record is never older than what its
+//! reader could have seen. As with the codes' versions, the file belongs to this process alone.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
